@@ -5,7 +5,7 @@ each expert's stance, per question."""
 
 # %% ../nbs/06_analysis.ipynb #ca839993
 from __future__ import annotations
-import os, pathlib, re, tomllib
+import dataclasses, os, pathlib, re, tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 import pandas as pd
@@ -13,13 +13,14 @@ from .core import *
 from .parse import read_transcript, find_transcripts
 from .roles import assign_roles
 from .quotes import extract_quotes, sentence_spans
-from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem
+from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diversify
 
 # %% auto #0
 __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Question', 'Company', 'company_dirs', 'read_company',
            'list_companies', 'load_company', 'scaffold_company', 'load_transcript', 'load_corpus', 'expert_display',
            'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences',
-           'extractive_answer', 'Analysis', 'analyze', 'grid_df']
+           'extractive_answer', 'transcript_summary', 'digest', 'summary_transcript', 'rrf', 'llm_rank', 'cited_answer',
+           'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -150,13 +151,11 @@ def evidence_strength(text: str, terms) -> int:
 
 # %% ../nbs/06_analysis.ipynb #dc4883cc
 def rank_for_question(q: Question, quotes: list[Quote], top_k: int, index: PassageIndex | None = None, generic=(),
-                      rerank=None, min_strength: int = 2) -> list[Quote]:
+                      min_strength: int = 2) -> list[Quote]:
     "The best evidence quotes for question `q`, diverse across experts."
     terms = evidence_terms(q, generic)
     ranked = rank_quotes(q.question, quotes, top_k=len(quotes), synonyms=q.synonyms, index=index)
     ranked = [r for r in ranked if evidence_strength(r.text, terms) >= min_strength]
-    if rerank: ranked = rerank(q, ranked)
-    from flexxray_nb.rank import diversify
     return diversify(ranked, lambda x: (x.file, x.speaker), top_k, max(2, top_k // 4))
 
 # %% ../nbs/06_analysis.ipynb #15b5d2a5
@@ -216,6 +215,103 @@ def extractive_answer(quotes: list[Quote], names: dict, n_calls: int) -> tuple[s
     return ' '.join([head] + parts), cited
 
 # %% ../nbs/06_analysis.ipynb #99017b97
+def transcript_summary(tr: Transcript) -> dict:
+    "A transcript without its text and turns: what reports need to know about it."
+    return dict(file=tr.file, id=tr.id, format=tr.format, metadata=tr.metadata, error=tr.error, warnings=tr.warnings,
+                speakers=[dataclasses.asdict(s) for s in tr.speakers], turns=len(tr.turns), words=len(tr.text.split()))
+
+def digest(tr: Transcript, company: Company, settings: Settings | None = None) -> dict:
+    "Everything the company analysis needs from one call, as JSON-able data."
+    d = dict(transcript=transcript_summary(tr), names={}, candidates={}, grid={})
+    if not tr.ok: return d
+    mine = extract_quotes(tr)
+    d['names'] = {s.name: expert_display(tr, s.name) for s in tr.speakers if s.role == 'expert'}
+    if not mine: return d
+    index = PassageIndex([q.text for q in mine])
+    for q in company.questions:
+        d['candidates'][q.id] = [dataclasses.asdict(x) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
+    for g in company.grid:
+        top = rank_for_question(g, mine, 1, index, company.generic_terms)
+        d['grid'][g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
+    return d
+
+def summary_transcript(d: dict) -> Transcript:
+    "A lightweight Transcript (no text) from a digest's summary."
+    t = d['transcript']
+    return Transcript(t['file'], t['id'], t['format'], '', t['metadata'], [], [Speaker(**s) for s in t['speakers']],
+                      t['error'], t['warnings'])
+
+# %% ../nbs/06_analysis.ipynb #66e82aa8
+def rrf(*orders, k: int = 60) -> dict:
+    "Reciprocal rank fusion of several orderings of the same items."
+    score = {}
+    for order in orders:
+        for r, item in enumerate(order): score[item] = score.get(item, 0.0) + 1 / (k + r + 1)
+    return score
+
+def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dict:
+    "Per question id: (ranked quotes, the strong tier's answer or None, {(file, speaker): stance}), from candidate pools."
+    from flexxray_nb.llm import score_request, refine_request, ground
+    cands = {q.id: rank_for_question(q, pool[q.id], 40, None, company.generic_terms, min_strength=1) for q in company.questions}
+    pool = list({x.id: x for c in cands.values() for x in c}.values())
+    if pool:
+        vecs = llm.embed([x.text for x in pool] + [q.question for q in company.questions])
+        row = {x.id: i for i, x in enumerate(pool)}
+        qvec = dict(zip([q.id for q in company.questions], vecs[len(pool):]))
+        for q in company.questions:
+            sem = sorted(cands[q.id], key=lambda x: -float(vecs[row[x.id]] @ qvec[q.id]))
+            fused = rrf([x.id for x in cands[q.id]], [x.id for x in sem])
+            cands[q.id] = sorted(cands[q.id], key=lambda x: -fused[x.id])[:30]
+    asked = [q for q in company.questions if cands[q.id]]
+    scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, names) for q in asked])
+    out = {q.id: ([], None, {}) for q in company.questions}
+    keep = {}
+    for q, res in zip(asked, scored):
+        c = cands[q.id]
+        if res is None:  # the tier failed: fall back to the fused order, evidence rule as offline
+            keep[q.id] = [x for x in c if evidence_strength(x.text, evidence_terms(q, company.generic_terms)) >= 2]; continue
+        score = {}
+        for it in res.items:
+            i = int(it.passage_id.lstrip('Pp')) - 1 if it.passage_id.lstrip('Pp').isdigit() else -1
+            if 0 <= i < len(c): score[c[i].id] = it.score
+            else: llm.quotes_rejected += 1
+        keep[q.id] = [Quote(**{**vars(x), 'score': round(score[x.id] / 10, 3)})
+                      for x in sorted(c, key=lambda x: -score.get(x.id, -1)) if score.get(x.id, 0) >= 3]
+    refine = [q for q in asked if keep.get(q.id)]
+    refined = llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, names) for q in refine])
+    for q, res in zip(refine, refined):
+        top, stances, shown = keep[q.id], {}, keep[q.id][:8]
+        if res is not None:
+            head = list(shown)
+            order = [int(p.lstrip('Pp')) - 1 for p in res.ranking if p.lstrip('Pp').isdigit() and 0 < int(p.lstrip('Pp')) <= len(head)]
+            head = [head[i] for i in dict.fromkeys(order)] + [x for i, x in enumerate(head) if i not in order]
+            for kq in res.key_quotes:
+                i = int(kq.passage_id.lstrip('Pp')) - 1 if kq.passage_id.lstrip('Pp').isdigit() else -1
+                if not 0 <= i < len(shown): llm.quotes_rejected += 1; continue
+                x = shown[i]
+                span = ground(kq.quote, x.text)  # within the passage, which is itself an exact span
+                if span is None: llm.quotes_rejected += 1; continue
+                if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
+                a, b = x.start + span[0], x.start + span[1]
+                narrowed = Quote(**{**vars(x), 'id': f'{x.transcript_id}:{a}-{b}', 'start': a, 'end': b,
+                                    'text': x.text[span[0]:span[1]]})
+                head = [narrowed if h is x else h for h in head]
+                shown = [narrowed if h is x else h for h in shown]
+            top = head + top[8:]
+        top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
+        out[q.id] = (top, cited_answer(res.answer, shown, top) if res else None, stances)
+    return out
+
+def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tuple[str, list[str]]]:
+    "The LLM's answer with passage ids `P3` turned into positions `[n]` of the shown quotes; None if it cites none of them."
+    from flexxray_nb.llm import passage_ids
+    pos = {x.id: n for n, x in enumerate(top, 1)}
+    cite = {p: shown[int(p) - 1].id for p in passage_ids(text) if 0 < int(p) <= len(shown) and shown[int(p) - 1].id in pos}
+    if not cite: return None
+    text = re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text)
+    return text, list(dict.fromkeys(cite.values()))
+
+# %% ../nbs/06_analysis.ipynb #f2e57059
 @dataclass
 class Analysis:
     "Everything the reports show about one company's calls."
@@ -224,7 +320,6 @@ class Analysis:
     answers: list[dict]
     grid: pd.DataFrame
     stances: pd.DataFrame
-    quotes: list[Quote]
 
     def answers_df(self) -> pd.DataFrame:
         "One row per question: category, question, evidence, answer, how many quotes and experts."
@@ -242,38 +337,48 @@ def _quote_row(x: Quote, names) -> dict:
     return dict(id=x.id, file=x.file, speaker=x.speaker, expert=names.get((x.file, x.speaker), x.speaker), start=x.start,
                 end=x.end, text=x.text, score=x.score, context=x.context, tone=tone(x.text), hedging=hedging(x.text))
 
-def analyze(company: Company, transcripts: list[Transcript], quotes: list[Quote], settings: Settings | None = None,
-            rerank=None) -> Analysis:
-    "Answer the company's questions from the expert quotes of its calls, fill the grid and read each expert's stance."
+# %% ../nbs/06_analysis.ipynb #3b96ad85
+import heapq
+
+def combine(company: Company, digests, settings: Settings | None = None, llm=None) -> Analysis:
+    "Merge call digests into the company analysis: answers with cited quotes, stances, grid."
     s = settings or Settings()
-    ok = [t for t in transcripts if t.ok]
-    by_id = {t.id: t for t in ok}
-    names = {(q.file, q.speaker): expert_display(by_id[q.transcript_id], q.speaker) for q in quotes}
-    index = PassageIndex([q.text for q in quotes])
+    pool_size = max(300, 6 * s.max_quotes)
+    pools = {q.id: [] for q in company.questions}
+    summaries, names, grid_rows, n = [], {}, [], 0
+    for d in digests:
+        tr = summary_transcript(d); summaries.append(tr)
+        if not tr.ok: continue
+        names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
+        grid_rows.append(dict(file=tr.file, expert=tr.metadata.get('expert_name') or '', **d['grid']))
+        for qid, cands in d['candidates'].items():
+            for c in cands:
+                heapq.heappush(pools[qid], (c['score'], n, c)); n += 1
+                if len(pools[qid]) > pool_size: heapq.heappop(pools[qid])
+    pool = {qid: [Quote(**c) for _, _, c in sorted(h, key=lambda e: (-e[0], e[1]))] for qid, h in pools.items()}
+    ok = [t for t in summaries if t.ok]
+    ranked = {}
+    if llm is not None:
+        from flexxray_nb.llm import BudgetExceeded
+        try: ranked = llm_rank(llm, company, pool, names, s)
+        except BudgetExceeded as e: llm.budget_stop = str(e)  # the rest is answered offline
     answers, stance_rows = [], []
     for q in company.questions:
-        top = rank_for_question(q, quotes, s.max_quotes, index, company.generic_terms, rerank)
-        answer, cited = extractive_answer(top, names, len(ok))
+        if q.id in ranked: top, llm_answer, llm_stance = ranked[q.id]
+        else:
+            top, llm_answer, llm_stance = rank_for_question(q, pool[q.id], s.max_quotes, None, company.generic_terms), None, {}
+        answer, cited = llm_answer or extractive_answer(top, names, len(ok))
         answers.append(dict(id=q.id, category=q.category, question=q.question, answer=answer,
-                            evidence='found' if top else 'none', citations=cited,
-                            quotes=[_quote_row(x, names) for x in top]))
+                            evidence='found' if top else 'none', citations=cited, quotes=[_quote_row(x, names) for x in top]))
         for t in ok:
             for sp in (x for x in t.speakers if x.role == 'expert'):
                 texts = [x.text for x in top if x.transcript_id == t.id and x.speaker == sp.name]
-                stance_rows.append(dict(question_id=q.id, file=t.file, expert=expert_display(t, sp.name),
-                                        stance=stance(texts), quotes=len(texts)))
-    return Analysis(company, transcripts, answers, grid_df(company, ok, quotes, s, names), pd.DataFrame(stance_rows), quotes)
+                st = llm_stance.get((t.file, sp.name)) if texts else None
+                stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
+                                        stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
+    grid = pd.DataFrame(grid_rows, columns=['file', 'expert'] + [g.id for g in company.grid]).fillna('not discussed')
+    return Analysis(company, summaries, answers, grid, pd.DataFrame(stance_rows))
 
-# %% ../nbs/06_analysis.ipynb #5fd33587
-def grid_df(company: Company, transcripts: list[Transcript], quotes: list[Quote], settings: Settings, names=None) -> pd.DataFrame:
-    "A transcripts × grid-questions table of short cited answers."
-    rows = []
-    for t in transcripts:
-        mine = [q for q in quotes if q.transcript_id == t.id]
-        index = PassageIndex([q.text for q in mine]) if mine else None
-        row = dict(file=t.file, expert=t.metadata.get('expert_name') or '')
-        for g in company.grid:
-            top = rank_for_question(g, mine, 1, index, company.generic_terms) if mine else []
-            row[g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
-        rows.append(row)
-    return pd.DataFrame(rows)
+def analyze(company: Company, transcripts: list[Transcript], settings: Settings | None = None, llm=None) -> Analysis:
+    "The company analysis of transcripts already in memory."
+    return combine(company, (digest(t, company, settings) for t in transcripts), settings, llm)

@@ -26,8 +26,8 @@ def run_company(company: str, transcripts=None, out='reports', settings: Setting
     s = settings or company_settings(company)
     folder = pathlib.Path(transcripts) if transcripts else c.transcript_dir()
     if not folder.exists(): raise FileNotFoundError(f'transcripts folder not found: {folder}')
-    trs, quotes = load_corpus(folder, s, overrides)
-    a = analyze(c, trs, quotes, s)
+    trs, _ = load_corpus(folder, s, overrides)
+    a = analyze(c, trs, s)
     res = results_dict(a, {'wall_s': round(time.perf_counter() - t0, 3)})
     dest = pathlib.Path(out) / c.name
     write_results(res, dest / 'results.json')

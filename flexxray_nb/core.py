@@ -185,8 +185,7 @@ def quotes_df(quotes) -> pd.DataFrame:
     return pd.DataFrame([asdict(q) for q in quotes], columns=[f.name for f in dataclasses.fields(Quote)])
 
 def transcripts_df(transcripts) -> pd.DataFrame:
-    "One row per transcript: file, format, size, metadata and error."
-    rows = [dict(file=t.file, id=t.id, format=t.format, turns=len(t.turns), speakers=len(t.speakers),
-                 words=len(t.text.split()), **{k: t.metadata.get(k) for k in METADATA_KEYS}, error=t.error)
+    "One row per transcript: file, format, speakers, words spoken, metadata and error."
+    rows = [dict(file=t.file, id=t.id, format=t.format, speakers=len(t.speakers), words=sum(s.words for s in t.speakers), **{k: t.metadata.get(k) for k in METADATA_KEYS}, error=t.error)
             for t in transcripts]
     return pd.DataFrame(rows)
