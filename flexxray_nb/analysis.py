@@ -19,8 +19,8 @@ from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diver
 __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Question', 'Company', 'company_dirs', 'read_company',
            'list_companies', 'load_company', 'scaffold_company', 'load_transcript', 'load_corpus', 'expert_display',
            'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences',
-           'extractive_answer', 'transcript_summary', 'digest', 'summary_transcript', 'rrf', 'llm_rank', 'cited_answer',
-           'Analysis', 'combine', 'analyze']
+           'extractive_answer', 'transcript_summary', 'digest', 'background', 'summary_transcript', 'rrf', 'llm_rank',
+           'cited_answer', 'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -30,6 +30,7 @@ class Question:
     question: str
     category: str = ''
     synonyms: list[str] = field(default_factory=list)
+    source: str = ''  # 'background': answered from the header and the expert's first answer, not by search
 
 @dataclass
 class Company:
@@ -65,7 +66,7 @@ def read_company(path) -> Company:
     if 'name' not in d: raise ValueError(f'{path}: a company config needs a name')
     questions = [Question(qid, q['question'], cat, q.get('synonyms', []))
                  for cat, qs in d.get('questions', {}).items() for qid, q in qs.items()]
-    grid = [Question(g['id'], g['question'], g.get('section', ''), g.get('synonyms', [])) for g in d.get('grid', [])]
+    grid = [Question(g['id'], g['question'], g.get('section', ''), g.get('synonyms', []), g.get('source', '')) for g in d.get('grid', [])]
     return Company(d['name'], path, d.get('transcripts', ''), d.get('description', ''), questions, grid,
                    d.get('generic_terms', []), d.get('industry_terms', []), d.get('settings', {}))
 
@@ -231,9 +232,14 @@ def digest(tr: Transcript, company: Company, settings: Settings | None = None) -
     for q in company.questions:
         d['candidates'][q.id] = [dataclasses.asdict(x) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
     for g in company.grid:
-        top = rank_for_question(g, mine, 1, index, company.generic_terms)
+        top = background(tr, mine) if g.source == 'background' else rank_for_question(g, mine, 1, index, company.generic_terms)
         d['grid'][g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
     return d
+
+def background(tr: Transcript, quotes: list[Quote]) -> list[Quote]:
+    "The expert's first substantive passage (calls open with 'tell us about your background'), as a one-item list."
+    first = next((q for q in quotes if len(q.text.split()) >= 12), None)
+    return [first] if first else []
 
 def summary_transcript(d: dict) -> Transcript:
     "A lightweight Transcript (no text) from a digest's summary."

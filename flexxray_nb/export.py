@@ -95,7 +95,7 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: pd.DataFrame | None = None,
-                   errors: pd.DataFrame | None = None) -> pathlib.Path:
+                   errors: pd.DataFrame | None = None, timeline: pd.DataFrame | None = None) -> pathlib.Path:
     "Write the analysis workbook to `path`."
     wb = Workbook(); wb.remove(wb.active)
     wide = {'answer': 70, 'quote': 90, 'question': 40, 'text': 90}
@@ -113,6 +113,7 @@ def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: 
     err = errors if errors is not None else pd.DataFrame([dict(file=t.file, error=t.error) for t in a.transcripts if not t.ok],
                                                          columns=['file', 'error'])
     write_sheet(wb, 'Errors', err, {'file': 50, 'error': 80})
+    if timeline is not None and len(timeline): write_sheet(wb, 'Resources', timeline)
     s = (settings or Settings()).model_dump()
     s['prices'] = '; '.join(f'{k}: {v["input"]}/{v["cached"]}/{v["output"]}' for k, v in s['prices'].items())
     write_sheet(wb, 'Run settings', pd.DataFrame({'setting': list(s), 'value': [str(v) for v in s.values()]}), {'value': 80})

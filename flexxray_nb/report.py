@@ -11,8 +11,8 @@ from .core import *
 from .analysis import Analysis
 
 # %% auto #0
-__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'validate_params',
-           'make_self_contained', 'export_html', 'template_path', 'run_report', 'run_reports']
+__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'grid_html', 'speakers_html',
+           'validate_params', 'make_self_contained', 'export_html', 'template_path', 'run_report', 'run_reports']
 
 # %% ../nbs/10_report.ipynb #74dc855c
 esc = lambda s: html.escape('' if s is None else str(s))
@@ -20,8 +20,10 @@ esc = lambda s: html.escape('' if s is None else str(s))
 STYLE = '''<style>
 .fx h2{margin:1.2em 0 .4em;color:#1F3A5F} .fx h3{margin:1em 0 .3em} .fx .answer{background:#F4F6F9;padding:.6em .9em;border-left:4px solid #1F3A5F}
 .fx blockquote{margin:.5em 0 .5em 1em;padding-left:.8em;border-left:3px solid #E07A1F} .fx .src{color:#666;font-size:90%}
-.fx table{border-collapse:collapse;font-size:90%} .fx td,.fx th{border:1px solid #DDD;padding:4px 6px;vertical-align:top;text-align:left}
+.jp-RenderedHTMLCommon .fx table{border-collapse:collapse;font-size:90%;table-layout:auto;max-width:100%}
+.jp-RenderedHTMLCommon .fx td,.jp-RenderedHTMLCommon .fx th{border:1px solid #DDD;padding:4px 6px;vertical-align:top;text-align:left;max-width:60em}
 .fx .none{color:#B23A48} .fx .flag{color:#B23A48;font-weight:bold} .fx .kpi{display:inline-block;margin-right:2em}
+.fx details{margin:.3em 0} .fx summary{cursor:pointer;font-weight:600}
 </style>'''
 
 def summary_html(res: dict, settings: Settings) -> str:
@@ -49,10 +51,32 @@ def answers_html(res: dict) -> str:
             out.append('<p class="src">Experts: ' + ', '.join(f'{esc(k)} {v}' for k, v in c.items()) + '</p>')
     return ''.join(out) + '</div>'
 
-def table_html(df: pd.DataFrame, title: str) -> str:
-    "A titled, escaped HTML table."
-    return f'<div class="fx"><h2>{esc(title)}</h2>' + (df.to_html(index=False, escape=True, na_rep='') if len(df) else
-                                                       '<p>None.</p>') + '</div>'
+def table_html(df: pd.DataFrame, title: str = '', heading: bool = True) -> str:
+    "An escaped HTML table, with an optional title heading (a paragraph when the notebook already has a heading)."
+    head = (f'<h2>{esc(title)}</h2>' if heading else f'<p>{esc(title)}</p>') if title else ''
+    return f'<div class="fx">{head}' + (df.to_html(index=False, escape=True, na_rep='') if len(df) else '<p>None.</p>') + '</div>'
+
+def _short(path) -> str: return pathlib.Path(str(path)).name
+
+def grid_html(a: Analysis) -> str:
+    "The grid, one collapsible block per call (question | the expert's words), so long cells stay readable."
+    out = ['<div class="fx">']
+    labels = {g.id: g.question for g in a.company.grid}
+    for row in a.grid.to_dict(orient='records'):
+        found = sum(v != 'not discussed' for k, v in row.items() if k in labels)
+        out.append(f'<details><summary>{esc(row["expert"] or _short(row["file"]))} · {esc(_short(row["file"]))} · '
+                   f'{found} of {len(labels)} discussed</summary><table>')
+        out += [f'<tr><th>{esc(labels[k])}</th><td class="{"none" if v == "not discussed" else ""}">{esc(v)}</td></tr>'
+                for k, v in row.items() if k in labels]
+        out.append('</table></details>')
+    return ''.join(out) + '</div>'
+
+def speakers_html(a: Analysis) -> str:
+    "Speakers of every call: label, role, confidence, review flag, evidence."
+    rows = [dict(call=_short(t.file), speaker=s.name, role=s.role, confidence=s.confidence,
+                 review='⚑ review' if s.needs_review else '', source=s.source, turns=s.turns, words=s.words, evidence=s.evidence)
+            for t in a.transcripts if t.ok for s in t.speakers]
+    return table_html(pd.DataFrame(rows), '')
 
 # %% ../nbs/10_report.ipynb #dbf24430
 REPORT_PARAMS = dict(company='FlexXray', transcripts=None, out_dir='reports', backend='local', base_url=None,

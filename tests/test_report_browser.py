@@ -14,7 +14,7 @@ LOCAL_SCHEMES = ('file:', 'data:', 'blob:', 'about:')
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--disable-sync', '--no-first-run']
 # Tags `report.py` writes into its `.fx` blocks; anything else there came from data.
-FX_TAGS = {'DIV', 'H2', 'H3', 'SPAN', 'B', 'BLOCKQUOTE', 'BR', 'P', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TH', 'TD'}
+FX_TAGS = {'DETAILS', 'SUMMARY', 'DIV', 'H2', 'H3', 'SPAN', 'B', 'BLOCKQUOTE', 'BR', 'P', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TH', 'TD'}
 SCRIPT = '<script>window.__pwned=1</script>'
 IMG = '<img src=x onerror="window.__pwned=2">'
 PLANTED = f'''FlexXray Expert Call: Former Scheduling Manager
