@@ -17,10 +17,10 @@ from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diver
 
 # %% auto #0
 __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Question', 'Company', 'company_dirs', 'read_company',
-           'list_companies', 'load_company', 'scaffold_company', 'load_transcript', 'load_corpus', 'expert_display',
-           'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences',
-           'extractive_answer', 'transcript_summary', 'digest', 'background', 'summary_transcript', 'rrf', 'llm_rank',
-           'cited_answer', 'Analysis', 'combine', 'analyze']
+           'list_companies', 'load_company', 'scaffold_company', 'transcript_overrides', 'load_transcript',
+           'load_corpus', 'expert_display', 'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone',
+           'hedging', 'stance', 'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background',
+           'summary_transcript', 'rrf', 'llm_rank', 'cited_answer', 'llm_grid', 'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -101,11 +101,16 @@ def scaffold_company(name: str, dest='companies', transcripts: str | None = None
     return path
 
 # %% ../nbs/06_analysis.ipynb #9e71d4b1
+def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:
+    "The role overrides that apply to one transcript: keyed by its file path, its id, or '*' for every call."
+    o = overrides or {}
+    return {**o.get('*', {}), **o.get(tid, {}), **o.get(str(path), {})}
+
 def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None) -> Transcript:
-    "Read one transcript and assign its speakers' roles."
+    "Read one transcript and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
     s = settings or Settings()
     tr = read_transcript(path, file)
-    return assign_roles(tr, s.confidence_threshold, (overrides or {}).get(tr.id) or (overrides or {}).get('*'))
+    return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
 
 def load_corpus(paths, settings: Settings | None = None, overrides: dict | None = None, roles=('expert',)):
     "Transcripts (with roles) and their quotes; duplicates and unreadable files carry an error."
@@ -231,9 +236,11 @@ def digest(tr: Transcript, company: Company, settings: Settings | None = None) -
     index = PassageIndex([q.text for q in mine])
     for q in company.questions:
         d['candidates'][q.id] = [dataclasses.asdict(x) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
+    d['grid_candidates'] = {}
     for g in company.grid:
-        top = background(tr, mine) if g.source == 'background' else rank_for_question(g, mine, 1, index, company.generic_terms)
+        top = background(tr, mine) if g.source == 'background' else rank_for_question(g, mine, 3, index, company.generic_terms)
         d['grid'][g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
+        d['grid_candidates'][g.id] = [dataclasses.asdict(x) for x in top]
     return d
 
 def background(tr: Transcript, quotes: list[Quote]) -> list[Quote]:
@@ -257,7 +264,7 @@ def rrf(*orders, k: int = 60) -> dict:
 
 def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dict:
     "Per question id: (ranked quotes, the strong tier's answer or None, {(file, speaker): stance}), from candidate pools."
-    from flexxray_nb.llm import score_request, refine_request, ground
+    from flexxray_nb.llm import score_request, refine_request, ground, passage_index
     cands = {q.id: rank_for_question(q, pool[q.id], 40, None, company.generic_terms, min_strength=1) for q in company.questions}
     pool = list({x.id: x for c in cands.values() for x in c}.values())
     if pool:
@@ -278,9 +285,9 @@ def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dic
             keep[q.id] = [x for x in c if evidence_strength(x.text, evidence_terms(q, company.generic_terms)) >= 2]; continue
         score = {}
         for it in res.items:
-            i = int(it.passage_id.lstrip('Pp')) - 1 if it.passage_id.lstrip('Pp').isdigit() else -1
-            if 0 <= i < len(c): score[c[i].id] = it.score
-            else: llm.quotes_rejected += 1
+            i = passage_index(it.passage_id, len(c))
+            if i is None: llm.quotes_rejected += 1
+            else: score[c[i].id] = it.score
         keep[q.id] = [Quote(**{**vars(x), 'score': round(score[x.id] / 10, 3)})
                       for x in sorted(c, key=lambda x: -score.get(x.id, -1)) if score.get(x.id, 0) >= 3]
     refine = [q for q in asked if keep.get(q.id)]
@@ -289,11 +296,11 @@ def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dic
         top, stances, shown = keep[q.id], {}, keep[q.id][:8]
         if res is not None:
             head = list(shown)
-            order = [int(p.lstrip('Pp')) - 1 for p in res.ranking if p.lstrip('Pp').isdigit() and 0 < int(p.lstrip('Pp')) <= len(head)]
+            order = [i for i in (passage_index(p, len(head)) for p in res.ranking) if i is not None]
             head = [head[i] for i in dict.fromkeys(order)] + [x for i, x in enumerate(head) if i not in order]
             for kq in res.key_quotes:
-                i = int(kq.passage_id.lstrip('Pp')) - 1 if kq.passage_id.lstrip('Pp').isdigit() else -1
-                if not 0 <= i < len(shown): llm.quotes_rejected += 1; continue
+                i = passage_index(kq.passage_id, len(shown))
+                if i is None: llm.quotes_rejected += 1; continue
                 x = shown[i]
                 span = ground(kq.quote, x.text)  # within the passage, which is itself an exact span
                 if span is None: llm.quotes_rejected += 1; continue
@@ -310,14 +317,35 @@ def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dic
 
 def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tuple[str, list[str]]]:
     "The LLM's answer with passage ids `P3` turned into positions `[n]` of the shown quotes; None if it cites none of them."
-    from flexxray_nb.llm import passage_ids
+    from flexxray_nb.llm import passage_ids, passage_index
     pos = {x.id: n for n, x in enumerate(top, 1)}
-    cite = {p: shown[int(p) - 1].id for p in passage_ids(text) if 0 < int(p) <= len(shown) and shown[int(p) - 1].id in pos}
+    idx = {p: passage_index(p, len(shown)) for p in passage_ids(text)}
+    cite = {p: shown[i].id for p, i in idx.items() if i is not None and shown[i].id in pos}
     if not cite: return None
     text = re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text)
     return text, list(dict.fromkeys(cite.values()))
 
 # %% ../nbs/06_analysis.ipynb #f2e57059
+def llm_grid(llm, company: Company, rows: list[dict], inputs: list[dict], names: dict, s: Settings):
+    "Fill the grid rows' cells with the cheap tier's short cited answers, in place."
+    from flexxray_nb.llm import grid_request, passage_index
+    reqs, shown_all = [], []
+    asked = [g for g in company.grid if g.source != 'background']  # the background cell stays the expert's own words
+    for row, cand in zip(rows, inputs):
+        shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
+        shown_all.append(shown)
+        reqs.append(grid_request(asked, shown, s.model_cheap, names, row['file']) if shown else None)
+    answers = llm.run([r for r in reqs if r is not None])
+    it = iter(answers)
+    for row, req, shown in zip(rows, reqs, shown_all):
+        res = next(it) if req is not None else None
+        for cell in (res.cells if res else []):
+            if cell.question_id not in row: llm.quotes_rejected += 1; continue
+            ids = [i for i in (passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
+            if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
+            elif not cell.discussed: row[cell.question_id] = 'not discussed'
+
+# %% ../nbs/06_analysis.ipynb #3b96ad85
 @dataclass
 class Analysis:
     "Everything the reports show about one company's calls."
@@ -343,7 +371,7 @@ def _quote_row(x: Quote, names) -> dict:
     return dict(id=x.id, file=x.file, speaker=x.speaker, expert=names.get((x.file, x.speaker), x.speaker), start=x.start,
                 end=x.end, text=x.text, score=x.score, context=x.context, tone=tone(x.text), hedging=hedging(x.text))
 
-# %% ../nbs/06_analysis.ipynb #3b96ad85
+# %% ../nbs/06_analysis.ipynb #ed0fbd69
 import heapq
 
 def combine(company: Company, digests, settings: Settings | None = None, llm=None) -> Analysis:
@@ -351,12 +379,13 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
     s = settings or Settings()
     pool_size = max(300, 6 * s.max_quotes)
     pools = {q.id: [] for q in company.questions}
-    summaries, names, grid_rows, n = [], {}, [], 0
+    summaries, names, grid_rows, grid_inputs, n = [], {}, [], [], 0
     for d in digests:
         tr = summary_transcript(d); summaries.append(tr)
         if not tr.ok: continue
         names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
         grid_rows.append(dict(file=tr.file, expert=tr.metadata.get('expert_name') or '', **d['grid']))
+        if llm is not None: grid_inputs.append({k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()})
         for qid, cands in d['candidates'].items():
             for c in cands:
                 heapq.heappush(pools[qid], (c['score'], n, c)); n += 1
@@ -382,6 +411,10 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
                 st = llm_stance.get((t.file, sp.name)) if texts else None
                 stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
                                         stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
+    if llm is not None and grid_inputs and not getattr(llm, 'budget_stop', None):
+        from flexxray_nb.llm import BudgetExceeded
+        try: llm_grid(llm, company, grid_rows, grid_inputs, names, s)
+        except BudgetExceeded as e: llm.budget_stop = str(e)
     grid = pd.DataFrame(grid_rows, columns=['file', 'expert'] + [g.id for g in company.grid]).fillna('not discussed')
     return Analysis(company, summaries, answers, grid, pd.DataFrame(stance_rows))
 

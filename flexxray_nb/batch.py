@@ -32,8 +32,9 @@ from . import __version__
 def checkpoint_key(path, company: Company, settings: Settings, overrides: dict | None = None) -> str:
     "A key for one transcript's digest under the settings that affect it."
     h = hashlib.sha256(pathlib.Path(path).read_bytes() if pathlib.Path(path).is_file() else str(path).encode())
+    own = {k: v for k, v in (overrides or {}).items() if k in ('*', str(path))}  # an override elsewhere changes nothing here
     h.update(json.dumps(dict(v=__version__, q=[vars(q) for q in company.questions], g=[vars(g) for g in company.grid],
-                             generic=company.generic_terms, t=settings.confidence_threshold, o=overrides or {},
+                             generic=company.generic_terms, t=settings.confidence_threshold, o=own,
                              name=str(path)), sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]
 
@@ -283,6 +284,7 @@ class BatchManager:
         log.info('done: %d/%d ok, %d processed, %d resumed, %.1f s, $%.4f', n - failed, n, counts['processed'],
                  counts['resumed'], wall, perf['api_cost'])
         br = BatchResults(analysis, res, perf, report, mon.timeline() if mon else pd.DataFrame(), pd.DataFrame(sizes), ledger, out)
+        res['role_overrides'] = overrides or {}
         if write_outputs:
             write_results(res, out / 'results.json')
             write_workbook(analysis, out / 'analysis.xlsx', s, ledger, br.errors_df(), br.timeline)

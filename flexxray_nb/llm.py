@@ -18,7 +18,7 @@ __all__ = ['RETRY_STATUS', 'LEDGER_COLUMNS', 'SYSTEM', 'run_sync', 'call_cost', 
            'strict_schema', 'LLMRequest', 'Cache', 'parse_duration', 'RateLimiter', 'backoff_delay', 'ground',
            'BudgetExceeded', 'ledger_metrics', 'LLMError', 'LLM', 'embed', 'arun_batch', 'PassageScore',
            'PassageScores', 'KeyQuote', 'RefinedAnswer', 'passages_block', 'score_request', 'refine_request',
-           'passage_ids']
+           'GridCell', 'GridAnswers', 'grid_request', 'passage_index', 'passage_ids']
 
 # %% ../nbs/05_llm.ipynb #e74d433d
 def run_sync(coro):
@@ -125,7 +125,7 @@ class RateLimiter:
     "Token buckets for requests and tokens per minute, shared by all calls of a client."
     def __init__(self, rpm: int, tpm: int, clock=time.monotonic, sleep=asyncio.sleep):
         self.rpm, self.tpm, self.clock, self.sleep = rpm, tpm, clock, sleep
-        self.req, self.tok, self.t = float(min(rpm, max(1, rpm // 10))), float(tpm // 10 or 1), clock()
+        self.req, self.tok, self.t = float(rpm), float(tpm), clock()  # full buckets, as the API's own limits start
         self.blocked_until = 0.0
         self.lock = asyncio.Lock()
     def _refill(self):
@@ -246,6 +246,13 @@ class LLM:
         self.quotes_rejected = 0
 
     def __repr__(self): return f'LLM(base_url={str(self.client.base_url)!r}, calls={len(self.ledger)})'
+
+    def _wait(self, coro):
+        "Run a coroutine on this client's own event loop (a daemon thread), where its connections live."
+        if getattr(self, '_loop', None) is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     @property
     def spent(self) -> float:
@@ -372,6 +379,8 @@ class LLM:
             async with sem: res = await self._complete(req)
             fut.set_result(res); return res
         except BaseException as e:
+            if not isinstance(e, BudgetExceeded):  # a failed call is a ledger row too, never a silent gap
+                self._record(req, {}, self.s.max_retries + 1, 0.0, False, 'sync', f'error: {str(e)[:120]}')
             fut.set_exception(e); fut.exception(); raise
         finally: self._inflight.pop(req.key, None)
 
@@ -388,8 +397,8 @@ class LLM:
     def run(self, requests: list[LLMRequest], mode: str | None = None) -> list:
         "Answer `requests` in order: concurrently (`sync`) or through the Batch API (`batch`)."
         if (mode or self.s.mode) == 'batch' and self.batches_supported:
-            return run_sync(self.arun_batch(requests))
-        return run_sync(self.arun(requests))
+            return self._wait(self.arun_batch(requests))
+        return self._wait(self.arun(requests))
 
 # %% ../nbs/05_llm.ipynb #0cb93d24
 import numpy as np
@@ -425,7 +434,7 @@ async def _embed(self: LLM, texts: list[str], model: str | None = None) -> np.nd
 
 def embed(self: LLM, texts: list[str], model: str | None = None) -> np.ndarray:
     "Unit-length embedding vectors of `texts` (cached)."
-    return run_sync(_embed(self, texts, model)) if texts else np.zeros((0, 0))
+    return self._wait(_embed(self, texts, model)) if texts else np.zeros((0, 0))
 
 LLM.aembed, LLM.embed = _embed, embed
 
@@ -556,6 +565,31 @@ def refine_request(question: str, quotes, model: str, names=None) -> LLMRequest:
             f'citing passage ids, and copy the key sentence(s) of the most useful passages word for word.\nQuestion: {question}')
     return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], RefinedAnswer,
                       max_tokens=900, stage='refine')
+
+class GridCell(BaseModel):
+    "One grid question answered from one call."
+    question_id: str
+    discussed: bool = Field(description='false when none of the passages speaks to the question')
+    answer: str = Field(description='one sentence, or empty when not discussed')
+    passage_ids: list[str] = Field(description='the passages the answer rests on, e.g. ["P2"]')
+
+class GridAnswers(BaseModel):
+    "A call's answers to every grid question."
+    cells: list[GridCell]
+
+def grid_request(grid, quotes, model: str, names=None, transcript: str = '') -> LLMRequest:
+    "The cheap tier fills one call's grid row from its candidate passages."
+    qs = '\n'.join(f'- {g.id}: {g.question}' for g in grid)
+    user = (f'Passages from one expert call:\n{passages_block(quotes, names)}\n\nAnswer each due-diligence question in one '
+            f'sentence from these passages only, citing passage ids; mark it not discussed if none speaks to it.\n'
+            f'Questions:\n{qs}')
+    return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], GridAnswers,
+                      max_tokens=80 * len(grid) + 50, stage='grid', transcript=transcript)
+
+def passage_index(pid: str, n: int) -> Optional[int]:
+    "The 0-based index of passage id `P3` (or `3`) among `n` shown passages, or None for an id that was not shown."
+    p = str(pid).strip().lstrip('Pp')
+    return int(p) - 1 if p.isdigit() and 0 < int(p) <= n else None
 
 def passage_ids(text: str) -> list[str]:
     "Passage ids cited in a text, in order, once each."
