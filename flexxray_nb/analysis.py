@@ -148,10 +148,10 @@ def evidence_terms(q: Question, generic=()) -> tuple[set, list]:
         elif len(toks) > 1: phrases.append(tuple(toks))
     return singles, phrases
 
-def evidence_strength(text: str, terms) -> int:
-    "How many distinct evidence terms `text` contains (a phrase counts two)."
+def evidence_strength(text, terms) -> int:
+    "How many distinct evidence terms a text (or its tokens) contains (a phrase counts two)."
     singles, phrases = terms
-    toks = tokenize(text)
+    toks = tokenize(text) if isinstance(text, str) else text
     joined = ' ' + ' '.join(toks) + ' '
     return len(singles & set(toks)) + 2 * sum(f" {' '.join(p)} " in joined for p in phrases)
 
@@ -160,8 +160,10 @@ def rank_for_question(q: Question, quotes: list[Quote], top_k: int, index: Passa
                       min_strength: int = 2) -> list[Quote]:
     "The best evidence quotes for question `q`, diverse across experts."
     terms = evidence_terms(q, generic)
+    index = index or PassageIndex([x.text for x in quotes])
+    tokens = {x.id: t for x, t in zip(quotes, index.tokens)}  # tokenised once, for every question
     ranked = rank_quotes(q.question, quotes, top_k=len(quotes), synonyms=q.synonyms, index=index)
-    ranked = [r for r in ranked if evidence_strength(r.text, terms) >= min_strength]
+    ranked = [r for r in ranked if evidence_strength(tokens[r.id], terms) >= min_strength]
     return diversify(ranked, lambda x: (x.file, x.speaker), top_k, max(2, top_k // 4))
 
 # %% ../nbs/06_analysis.ipynb #15b5d2a5

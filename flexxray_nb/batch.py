@@ -6,7 +6,7 @@ one machine."""
 
 # %% ../nbs/07_batch.ipynb #00a0081c
 from __future__ import annotations
-import concurrent.futures as cf, hashlib, json, logging, os, pathlib, threading, time, traceback
+import concurrent.futures as cf, functools, hashlib, json, logging, os, pathlib, threading, time
 from dataclasses import dataclass, field
 import pandas as pd
 import psutil
@@ -109,10 +109,15 @@ def update_metrics(metrics: dict, **updates) -> dict:
     return metrics
 
 # %% ../nbs/07_batch.ipynb #48bce749
+@functools.lru_cache(maxsize=8)
+def _worker_setup(company_path: str, settings_json: str) -> tuple[Company, Settings]:
+    "The company and settings, read once per worker process."
+    from flexxray_nb.analysis import read_company
+    return read_company(company_path), Settings.model_validate_json(settings_json)
+
 def _work(path, company_path, settings_json, overrides, checkpoint_dir):
     "The picklable unit of work for process pools and Dask workers."
-    from flexxray_nb.analysis import read_company
-    return process_file(path, read_company(company_path), Settings.model_validate_json(settings_json), overrides, checkpoint_dir)
+    return process_file(path, *_worker_setup(company_path, settings_json), overrides, checkpoint_dir)
 
 class Executor:
     "Runs `_work` calls locally, in processes, or on Dask; `map` yields (path, result or exception) as they finish."

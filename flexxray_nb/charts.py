@@ -10,7 +10,7 @@ import plotly.io as pio
 
 # %% auto #0
 __all__ = ['COLORS', 'ROLE_COLORS', 'cost_chart', 'cost_per_transcript_chart', 'confidence_chart', 'coverage_chart',
-           'throughput_chart', 'live_figures', 'update_live', 'update_cost']
+           'throughput_chart']
 
 # %% ../nbs/09_charts.ipynb #d3eed9c2
 COLORS = ['#1F3A5F', '#E07A1F', '#3C8D5A', '#B23A48', '#6C5B7B', '#2A9D8F', '#8D6A3F']
@@ -93,27 +93,3 @@ def throughput_chart(timeline: pd.DataFrame | None) -> go.Figure:
     fig.update_layout(xaxis_title='seconds', yaxis_title='transcripts',
                       yaxis2=dict(title='MB', overlaying='y', side='right', showgrid=False))
     return fig
-
-# %% ../nbs/09_charts.ipynb #448c9c77
-def live_figures() -> tuple[go.FigureWidget, go.FigureWidget]:
-    "Two empty live figures: cost by stage, and memory / transcripts done over time."
-    cost = go.FigureWidget(layout=dict(template='plotly_white+flexxray', title='API cost by stage', height=300, width=480))
-    cost.add_bar(x=[], y=[], marker_color=COLORS[0])
-    mem = go.FigureWidget(layout=dict(template='plotly_white+flexxray', title='Progress and memory', height=300, width=480,
-                                      yaxis2=dict(title='MB', overlaying='y', side='right', showgrid=False)))
-    mem.add_scatter(x=[], y=[], name='done', mode='lines', line_color=COLORS[0])
-    mem.add_scatter(x=[], y=[], name='RSS MB', mode='lines', yaxis='y2', line_color=COLORS[1])
-    return cost, mem
-
-def update_live(fig, timeline: pd.DataFrame):
-    "Redraw the progress-and-memory figure from a monitoring timeline."
-    with fig.batch_update():
-        fig.data[0].x, fig.data[0].y = list(timeline.t_s), list(timeline.done)
-        fig.data[1].x, fig.data[1].y = list(timeline.t_s), list(timeline.rss_mb)
-
-def update_cost(fig, ledger: pd.DataFrame | None):
-    "Redraw the cost figure from the LLM ledger."
-    by = ledger.groupby('stage')['cost_usd'].sum() if ledger is not None and len(ledger) else pd.Series(dtype=float)
-    with fig.batch_update():
-        fig.data[0].x, fig.data[0].y = list(by.index), list(by.values)
-        fig.layout.title.text = f'API cost by stage: ${by.sum():.4f}'

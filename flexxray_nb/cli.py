@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_cli.ipynb #cf8ca785
 from __future__ import annotations
-import argparse, json, sys, pathlib
+import argparse, json, os, sys, pathlib
 from dataclasses import asdict
 from .core import *
 from .parse import find_transcripts
@@ -13,8 +13,8 @@ from .rank import rank_quotes, PassageIndex
 from .analysis import load_transcript, list_companies, scaffold_company
 
 # %% auto #0
-__all__ = ['transcript_json', 'iter_transcripts', 'cmd_parse', 'cmd_ask', 'cmd_run', 'cmd_companies', 'cmd_panel',
-           'cmd_new_company', 'build_parser', 'main']
+__all__ = ['transcript_json', 'iter_transcripts', 'cmd_parse', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command',
+           'cmd_panel', 'cmd_new_company', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #47d1a602
 def transcript_json(tr: Transcript) -> dict:
@@ -88,14 +88,22 @@ def cmd_companies(args, settings) -> int:
         print(f'{name}\t{len(c.questions)} questions, {len(c.grid)} grid questions\t{c.path}')
     return 0
 
+def voila_command(port: int, out_dir='reports') -> tuple[list[str], dict]:
+    "The command and environment that serve the control panel with Voila on 127.0.0.1."
+    from flexxray_nb.report import template_path
+    pkg = template_path().parent.parent
+    env = {**os.environ, 'JUPYTER_PATH': os.pathsep.join([str(pkg), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep),
+           'FLEXXRAY_PANEL_OUT': str(pathlib.Path(out_dir).resolve())}  # Voila's kernel runs in the notebook's folder
+    cmd = [sys.executable, '-m', 'voila', str(template_path().with_name('panel.ipynb')), '--no-browser', f'--port={port}',
+           '--Voila.ip=127.0.0.1', '--template=flexxray', '--MappingKernelManager.cull_idle_timeout=3600']
+    return cmd, env
+
 def cmd_panel(args, settings) -> int:
     "Serve the control panel as a web app with Voila on this machine."
     import subprocess
-    from flexxray_nb.report import template_path
-    nb = template_path().with_name('panel.ipynb')
-    cmd = [sys.executable, '-m', 'voila', str(nb), '--no-browser', f'--port={args.port}', '--Voila.ip=127.0.0.1']
-    print(f'control panel on http://127.0.0.1:{args.port}/ (Ctrl-C stops it)')
-    return subprocess.call(cmd)
+    cmd, env = voila_command(args.port, args.out)
+    print(f'control panel on http://127.0.0.1:{args.port}/ (reports go to {env["FLEXXRAY_PANEL_OUT"]}; Ctrl-C stops it)')
+    return subprocess.call(cmd, env=env)
 
 def cmd_new_company(args, settings) -> int:
     "Scaffold a company config from the FlexXray template."
@@ -128,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser('companies', help='list company configs'); p.set_defaults(func=cmd_companies)
     p = sub.add_parser('panel', help='serve the control panel (Voila) on 127.0.0.1')
-    p.add_argument('--port', type=int, default=8866); p.set_defaults(func=cmd_panel)
+    p.add_argument('--port', type=int, default=8866); p.add_argument('--out', default='reports'); p.set_defaults(func=cmd_panel)
     p = sub.add_parser('new-company', help='scaffold a company config')
     p.add_argument('name'); p.add_argument('--dest', default='companies'); p.add_argument('--transcripts')
     p.set_defaults(func=cmd_new_company)

@@ -55,7 +55,7 @@ class Settings(BaseModel):
     max_cost_usd: Optional[float] = Field(None, ge=0)
     requests_per_minute: int = Field(500, ge=1)
     tokens_per_minute: int = Field(200_000, ge=1)
-    max_concurrency: int = Field(8, ge=1, le=256)
+    max_concurrency: int = Field(32, ge=1, le=256)
     top_k: int = Field(10, ge=1)
     prices: dict[str, Price] = Field(default_factory=lambda: {k: _parse_price(v) for k, v in DEFAULT_PRICES.items()})
 

@@ -125,16 +125,18 @@ class RateLimiter:
     "Token buckets for requests and tokens per minute, shared by all calls of a client."
     def __init__(self, rpm: int, tpm: int, clock=time.monotonic, sleep=asyncio.sleep):
         self.rpm, self.tpm, self.clock, self.sleep = rpm, tpm, clock, sleep
-        self.req, self.tok, self.t = float(rpm), float(tpm), clock()  # full buckets, as the API's own limits start
+        # bursts of up to ten seconds' worth: OpenAI enforces per-minute limits over shorter windows
+        self.cap_req, self.cap_tok = max(1.0, rpm / 6), max(1.0, tpm / 6)
+        self.req, self.tok, self.t = self.cap_req, self.cap_tok, clock()
         self.blocked_until = 0.0
         self.lock = asyncio.Lock()
     def _refill(self):
         now = self.clock(); dt = now - self.t; self.t = now
-        self.req = min(self.rpm, self.req + dt * self.rpm / 60)
-        self.tok = min(self.tpm, self.tok + dt * self.tpm / 60)
+        self.req = min(self.cap_req, self.req + dt * self.rpm / 60)
+        self.tok = min(self.cap_tok, self.tok + dt * self.tpm / 60)
     async def acquire(self, tokens: int):
         "Wait until a request of about `tokens` tokens fits both buckets and any server-imposed pause is over."
-        tokens = min(tokens, self.tpm)
+        tokens = min(tokens, self.cap_tok)
         async with self.lock:
             while True:
                 self._refill()

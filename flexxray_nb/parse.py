@@ -327,7 +327,7 @@ def _bold_label(p) -> Optional[str]:
     bold = ''
     for run in p.runs:
         if not run.text: continue
-        if not (run.bold or (run.style is not None and run.style.font.bold)): break
+        if not (run.bold or (run._r.style is not None and run.style.font.bold)): break  # resolve a style only if it has one
         bold += run.text
     bold = bold.strip()
     if bold.endswith(':') and label_shape(bold[:-1].strip()): return bold[:-1].strip()
