@@ -20,7 +20,8 @@ __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Questio
            'list_companies', 'load_company', 'scaffold_company', 'transcript_overrides', 'load_transcript',
            'load_corpus', 'expert_display', 'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone',
            'hedging', 'stance', 'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background',
-           'summary_transcript', 'rrf', 'llm_rank', 'cited_answer', 'llm_grid', 'Analysis', 'combine', 'analyze']
+           'summary_transcript', 'rrf', 'llm_rank', 'cited_answer', 'grid_llm_request', 'apply_grid_answer', 'Analysis',
+           'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -328,24 +329,22 @@ def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tu
     return text, list(dict.fromkeys(cite.values()))
 
 # %% ../nbs/06_analysis.ipynb #f2e57059
-def llm_grid(llm, company: Company, rows: list[dict], inputs: list[dict], names: dict, s: Settings):
-    "Fill the grid rows' cells with the cheap tier's short cited answers, in place."
-    from flexxray_nb.llm import grid_request, passage_index
-    reqs, shown_all = [], []
+def grid_llm_request(company: Company, d: dict, names: dict, s: Settings):
+    "The cheap-tier request for one call's grid row and the passages it shows, or (None, []) without candidates."
+    from flexxray_nb.llm import grid_request
     asked = [g for g in company.grid if g.source != 'background']  # the background cell stays the expert's own words
-    for row, cand in zip(rows, inputs):
-        shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
-        shown_all.append(shown)
-        reqs.append(grid_request(asked, shown, s.model_cheap, names, row['file']) if shown else None)
-    answers = llm.run([r for r in reqs if r is not None])
-    it = iter(answers)
-    for row, req, shown in zip(rows, reqs, shown_all):
-        res = next(it) if req is not None else None
-        for cell in (res.cells if res else []):
-            if cell.question_id not in row: llm.quotes_rejected += 1; continue
-            ids = [i for i in (passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
-            if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
-            elif not cell.discussed: row[cell.question_id] = 'not discussed'
+    cand = {k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()}
+    shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
+    return (grid_request(asked, shown, s.model_cheap, names, d['transcript']['file']) if shown else None), shown
+
+def apply_grid_answer(llm, row: dict, res, shown: list[Quote]):
+    "Put the model's cited cell answers into a grid row; a cell citing no shown passage keeps its offline answer."
+    from flexxray_nb.llm import passage_index
+    for cell in (res.cells if res else []):
+        if cell.question_id not in row: llm.quotes_rejected += 1; continue
+        ids = [i for i in (passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
+        if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
+        elif not cell.discussed: row[cell.question_id] = 'not discussed'
 
 # %% ../nbs/06_analysis.ipynb #3b96ad85
 @dataclass
@@ -387,7 +386,10 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
         if not tr.ok: continue
         names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
         grid_rows.append(dict(file=tr.file, expert=tr.metadata.get('expert_name') or '', **d['grid']))
-        if llm is not None: grid_inputs.append({k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()})
+        if llm is not None:
+            req, shown = grid_llm_request(company, d, names, s)
+            if req is not None:  # sync: sent now, answered while later calls are read; batch: sent with the others
+                grid_inputs.append((grid_rows[-1], req, shown, llm.submit(req) if s.mode == 'sync' else None))
         for qid, cands in d['candidates'].items():
             for c in cands:
                 heapq.heappush(pools[qid], (c['score'], n, c)); n += 1
@@ -413,10 +415,13 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
                 st = llm_stance.get((t.file, sp.name)) if texts else None
                 stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
                                         stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
-    if llm is not None and grid_inputs and not getattr(llm, 'budget_stop', None):
+    if grid_inputs:
         from flexxray_nb.llm import BudgetExceeded
-        try: llm_grid(llm, company, grid_rows, grid_inputs, names, s)
-        except BudgetExceeded as e: llm.budget_stop = str(e)
+        try:
+            cells = [f.result() if f else None for *_, f in grid_inputs]
+            if s.mode != 'sync': cells = llm.run([req for _, req, _, _ in grid_inputs])
+        except BudgetExceeded as e: llm.budget_stop, cells = str(e), []
+        for (row, _, shown, _), res in zip(grid_inputs, cells): apply_grid_answer(llm, row, res, shown)
     grid = pd.DataFrame(grid_rows, columns=['file', 'expert'] + [g.id for g in company.grid]).fillna('not discussed')
     return Analysis(company, summaries, answers, grid, pd.DataFrame(stance_rows))
 

@@ -386,15 +386,29 @@ class LLM:
             fut.set_exception(e); fut.exception(); raise
         finally: self._inflight.pop(req.key, None)
 
+    def _ready(self):
+        "The client's rate limiter, concurrency cap and in-flight table, made once on its event loop."
+        if getattr(self, '_sem', None) is None:
+            self._limiter = RateLimiter(self.s.requests_per_minute, self.s.tokens_per_minute, self.clock, self.sleep)
+            self._sem, self._inflight = asyncio.Semaphore(self.s.max_concurrency), {}
+        return self._sem
+
     async def arun(self, requests: list[LLMRequest]) -> list:
         "Run requests concurrently (sync mode); failures come back as None, a budget stop raises."
-        self._limiter = RateLimiter(self.s.requests_per_minute, self.s.tokens_per_minute, self.clock, self.sleep)
-        self._inflight = {}
-        sem = asyncio.Semaphore(self.s.max_concurrency)
+        sem = self._ready()
         out = await asyncio.gather(*(self._guarded(r, sem) for r in requests), return_exceptions=True)
         for r in out:
             if isinstance(r, BudgetExceeded): raise r
         return [None if isinstance(r, BaseException) else r for r in out]
+
+    def submit(self, req: LLMRequest):
+        "Start one request now (sync mode); returns a future whose result is the answer, or None if the call failed."
+        async def one():
+            try: return await self._guarded(req, self._ready())
+            except BudgetExceeded: raise
+            except Exception: return None
+        if getattr(self, '_loop', None) is None: self._wait(asyncio.sleep(0))
+        return asyncio.run_coroutine_threadsafe(one(), self._loop)
 
     def run(self, requests: list[LLMRequest], mode: str | None = None) -> list:
         "Answer `requests` in order: concurrently (`sync`) or through the Batch API (`batch`)."
@@ -411,7 +425,7 @@ async def _embed(self: LLM, texts: list[str], model: str | None = None) -> np.nd
     vecs = {k: v['vector'] for k in set(keys) if (v := self.cache.get('emb:' + k))}
     todo = list(dict.fromkeys(k for k in keys if k not in vecs))
     text_of = dict(zip(keys, texts))
-    self._limiter = getattr(self, '_limiter', None) or RateLimiter(self.s.requests_per_minute, self.s.tokens_per_minute, self.clock, self.sleep)
+    self._ready()
     for i in range(0, len(todo), 256):
         chunk = todo[i:i + 256]
         req = LLMRequest(model, [{'role': 'user', 'content': ' '.join(text_of[k] for k in chunk)}], stage='embed')
@@ -455,8 +469,7 @@ async def _file_lines(self: LLM, file_id) -> list[dict]:
 
 async def arun_batch(self: LLM, requests: list[LLMRequest]) -> list:
     "Answer requests through the Batch API (cached ones from the cache); failures come back as None."
-    self._limiter = RateLimiter(self.s.requests_per_minute, self.s.tokens_per_minute, self.clock, self.sleep)
-    self._inflight = {}
+    self._ready()
     results, pending = {}, {}
     for r in requests:
         hit = self.cache.get(r.key)
@@ -511,7 +524,7 @@ async def arun_batch(self: LLM, requests: list[LLMRequest]) -> list:
 
 async def _fallback(self: LLM, requests, results, rest) -> list:
     "Answer what batches could not with sync calls."
-    sem = asyncio.Semaphore(self.s.max_concurrency)
+    sem = self._ready()
     for r, v in zip(rest, await asyncio.gather(*(self._guarded(r, sem) for r in rest), return_exceptions=True)):
         if isinstance(v, BudgetExceeded): raise v
         results[r.key] = None if isinstance(v, BaseException) else v

@@ -1,0 +1,52 @@
+"""`flexxray run` end to end as the contract describes it, several companies side by side, the documented papermill
+command, and the shared contract checker on the real console script."""
+import json, os, pathlib, subprocess, sys
+import pytest
+from openpyxl import load_workbook
+from conftest import ROOT, SHARED, BIN, flexxray, jsonl
+
+def test_two_companies_side_by_side(tmp_path):
+    comp = tmp_path / 'companies'; comp.mkdir()
+    flexxray('new-company', 'Acme Labs', '--dest', comp, '--transcripts', ROOT / 'flexxray_nb' / 'samples', cwd=tmp_path)
+    listed = flexxray('companies', cwd=tmp_path).stdout
+    assert 'Acme Labs' in listed and 'FlexXray' in listed
+    flexxray('run', '--company', 'FlexXray,Acme Labs', '--out', tmp_path / 'out', cwd=tmp_path, env={'CACHE_DIR': str(tmp_path / 'cache')})
+    for name in ('FlexXray', 'Acme Labs'):
+        d = tmp_path / 'out' / name
+        assert {p.name for p in d.iterdir()} >= {'report.ipynb', 'report.html', 'analysis.xlsx', 'results.json'}
+        res = json.loads((d / 'results.json').read_text())
+        assert res['company'] == name and res['metrics']['succeeded'] == res['metrics']['transcripts'] > 8
+    acme = json.loads((tmp_path / 'out' / 'Acme Labs' / 'results.json').read_text())
+    assert acme['questions'][0]['question'] == "What evidence shows Acme Labs's market leadership and competitive advantage?"
+
+def test_workbook_sheets_hold_their_quotes(tmp_path):
+    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', env={'CACHE_DIR': str(tmp_path / 'cache')})
+    wb = load_workbook(tmp_path / 'FlexXray' / 'analysis.xlsx')
+    assert wb.sheetnames[:3] == ['Key Takeaways', 'Strengths & Weaknesses', 'Quotes Summary']
+    assert {'Transcripts', 'Speakers', 'Grid', 'Costs', 'Errors', 'Run settings'} <= set(wb.sheetnames)
+    kt = wb['Key Takeaways']
+    header = [c.value for c in kt[1]]
+    quotes = [r[header.index('quote')] for r in kt.iter_rows(min_row=2, values_only=True)]
+    assert sum(bool(q) for q in quotes) >= 3 * 2  # three questions, quotes for each
+    assert kt.freeze_panes == 'A2' and kt.auto_filter.ref
+    settings = {r[0]: r[1] for r in wb['Run settings'].iter_rows(min_row=2, values_only=True)}
+    assert settings['max_quotes'] == '4' and not any('api_key' in k for k in settings)
+
+def test_documented_papermill_command(tmp_path):
+    out = tmp_path / 'out.ipynb'
+    subprocess.run([str(BIN / 'papermill'), str(ROOT / 'flexxray_nb' / 'templates' / 'report.ipynb'), str(out), '-k', 'python3',
+                    '-p', 'company', 'FlexXray', '-p', 'out_dir', str(tmp_path / 'reports')], check=True, capture_output=True,
+                   env={**os.environ, 'CACHE_DIR': str(tmp_path / 'cache')}, timeout=300)
+    assert (tmp_path / 'reports' / 'FlexXray' / 'results.json').is_file()
+    bad = subprocess.run([str(BIN / 'papermill'), str(ROOT / 'flexxray_nb' / 'templates' / 'report.ipynb'), str(tmp_path / 'bad.ipynb'),
+                          '-k', 'python3', '-p', 'batch_size', 'ten'], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and 'batch_size must be a number' in (tmp_path / 'bad.ipynb').read_text()
+
+def test_shared_contract_checker(tmp_path):
+    tool = SHARED / 'tools' / 'check_contract.py'
+    if not tool.is_file(): pytest.skip('no ../shared/tools in this clone')
+    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, env={'CACHE_DIR': str(tmp_path / 'cache')})
+    res = subprocess.run([sys.executable, str(tool), '--flexxray', str(BIN / 'flexxray'), '--results',
+                          str(tmp_path / 'FlexXray' / 'results.json')], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count('ok ') == 3
