@@ -14,7 +14,7 @@ Turn i of the parsed transcript is the i-th non-empty turn of the record (empty 
 Plain BM25 is the same bm25s index (k1 1.2, b 0.75, the module's tokens) over whole turns with `query_tokens(question)`
 and nothing else. `--ablate` adds `rank_turns` with one signal switched off at a time.
 """
-import argparse, collections, dataclasses, time
+import argparse, collections, dataclasses, pathlib, time
 import numpy as np
 import devdata
 from flexxray_nb.parse import parse_text
@@ -45,7 +45,8 @@ def methods(tr, role, ablate):
         quotes = extract_quotes(tr)
         qindex = PassageIndex([x.text for x in quotes])
         out['BM25 quotes'] = lambda q: bm25_order(q, [x.text for x in quotes], [x.turn for x in quotes])
-        out['rank_quotes'] = lambda q: list(dict.fromkeys(x.turn for x in rank_quotes(q, quotes, len(quotes), index=qindex)))
+        out['rank_quotes'] = lambda q: list(dict.fromkeys(x.turn for x in rank_quotes(q, quotes, len(quotes),
+                                                                                       index=qindex)))
     return out
 
 def first_hit(order, ids, relevant):
@@ -58,7 +59,8 @@ def main():
     ap.add_argument('--role', choices=('any', 'expert'), default='any')
     ap.add_argument('--ablate', action='store_true', help='also rank with each signal of rank_turns switched off')
     a = ap.parse_args()
-    if not a.data and not devdata.available(): print('no evaluation data found: skipped'); return
+    if not (pathlib.Path(a.data).is_file() if a.data else devdata.available()):
+        print(f"no evaluation data found ({a.data or devdata.DATA / 'eval_dev.jsonl'}): skipped"); return
     ranks = collections.defaultdict(lambda: collections.defaultdict(list))  # domain -> method -> first-hit ranks
     t0, n_queries = time.perf_counter(), 0
     for rec in devdata.records(a.data):

@@ -238,12 +238,12 @@ def digest(tr: Transcript, company: Company, settings: Settings | None = None) -
     if not mine: return d
     index = PassageIndex([q.text for q in mine])
     for q in company.questions:
-        d['candidates'][q.id] = [dataclasses.asdict(x) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
+        d['candidates'][q.id] = [dict(vars(x)) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
     d['grid_candidates'] = {}
     for g in company.grid:
         top = background(tr, mine) if g.source == 'background' else rank_for_question(g, mine, 3, index, company.generic_terms)
         d['grid'][g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
-        d['grid_candidates'][g.id] = [dataclasses.asdict(x) for x in top]
+        d['grid_candidates'][g.id] = [dict(vars(x)) for x in top]
     return d
 
 def background(tr: Transcript, quotes: list[Quote]) -> list[Quote]:
@@ -398,9 +398,9 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
     ok = [t for t in summaries if t.ok]
     ranked = {}
     if llm is not None:
-        from flexxray_nb.llm import BudgetExceeded
+        from flexxray_nb.llm import BudgetExceeded, LLMError
         try: ranked = llm_rank(llm, company, pool, names, s)
-        except BudgetExceeded as e: llm.budget_stop = str(e)  # the rest is answered offline
+        except (BudgetExceeded, LLMError) as e: llm.budget_stop = str(e)  # the rest is answered offline, and said so
     answers, stance_rows = [], []
     for q in company.questions:
         if q.id in ranked: top, llm_answer, llm_stance = ranked[q.id]
@@ -416,11 +416,11 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
                 stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
                                         stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
     if grid_inputs:
-        from flexxray_nb.llm import BudgetExceeded
+        from flexxray_nb.llm import BudgetExceeded, LLMError
         try:
             cells = [f.result() if f else None for *_, f in grid_inputs]
             if s.mode != 'sync': cells = llm.run([req for _, req, _, _ in grid_inputs])
-        except BudgetExceeded as e: llm.budget_stop, cells = str(e), []
+        except (BudgetExceeded, LLMError) as e: llm.budget_stop, cells = str(e), []
         for (row, _, shown, _), res in zip(grid_inputs, cells): apply_grid_answer(llm, row, res, shown)
     grid = pd.DataFrame(grid_rows, columns=['file', 'expert'] + [g.id for g in company.grid]).fillna('not discussed')
     return Analysis(company, summaries, answers, grid, pd.DataFrame(stance_rows))

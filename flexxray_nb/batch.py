@@ -42,8 +42,10 @@ def write_atomic(path, text: str):
     "Write a file so that a reader (or a resumed run) sees all of it or none of it."
     path = pathlib.Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
 
 def process_file(path, company: Company, settings: Settings, overrides=None, checkpoint_dir=None) -> tuple[dict, bool]:
     "The digest of one transcript, from its checkpoint if it has one; returns (digest, loaded_from_checkpoint)."
@@ -183,6 +185,8 @@ class Analyzer:
     def __init__(self, company: str = 'FlexXray', settings: Settings | None = None, api_key: str | None = None, llm=None):
         self.company = load_company(company)
         self.settings = settings or company_settings(company)
+        if api_key and self.settings.backend == 'local':  # the guide's StreamlinedQuoteAnalysis(api_key=...) means an LLM
+            self.settings = self.settings.model_copy(update={'backend': 'openai'})
         self._api_key = api_key  # handed to the OpenAI client only; never stored in settings or outputs
         self._llm = llm
     @property
@@ -268,10 +272,21 @@ class BatchManager:
                     if s.batch_delay and i < len(paths): time.sleep(s.batch_delay)
             bar.close()
 
-        with (mon or _Null()):
-            analysis = combine(company, digests(), s, analyzer.llm)
         llm = analyzer.llm
-        llm_m = llm.metrics() if llm else {}
+        if llm is not None:  # this run's calls only: the client may have served earlier runs
+            first_row, rejected0, llm.budget_stop = len(llm.ledger), llm.quotes_rejected, None
+        try:
+            with (mon or _Null()):
+                analysis = combine(company, digests(), s, llm)
+                return self._finish(analysis, s, llm, first_row if llm else 0, rejected0 if llm else 0, mon, sizes,
+                                    counts, t0, log, out, write_outputs, overrides)
+        finally:
+            for h in list(log.handlers): h.close(); log.removeHandler(h)
+
+    def _finish(self, analysis, s, llm, first_row, rejected0, mon, sizes, counts, t0, log, out, write_outputs, overrides):
+        "Metrics, report and outputs of a finished run."
+        from flexxray_nb.llm import ledger_metrics
+        llm_m = ledger_metrics(llm.ledger[first_row:]) | {'quotes_rejected': llm.quotes_rejected - rejected0} if llm else {}
         wall = round(time.perf_counter() - t0, 3)
         n, failed = len(analysis.transcripts), sum(not t.ok for t in analysis.transcripts)
         metrics = dict(transcripts=n, succeeded=n - failed, failed=failed, wall_s=wall, **{k: v for k, v in llm_m.items()})
@@ -284,7 +299,7 @@ class BatchManager:
                     quotes_rejected=llm_m.get('quotes_rejected', 0), throughput_per_s=round(n / max(wall, 1e-9), 2),
                     peak_rss_mb=mon.peak_rss_mb if mon else None, batch_size_changes=len(sizes) - 1, **counts)
         res['metrics']['performance'] = perf
-        ledger = llm.ledger_df() if llm else pd.DataFrame(columns=['model', 'stage', 'transcript', 'cost_usd'])
+        ledger = llm.ledger_df().iloc[first_row:] if llm else pd.DataFrame(columns=['model', 'stage', 'transcript', 'cost_usd'])
         report = generate_batch_report([dict(file=t.file, status='ok' if t.ok else 'error', error=t.error) for t in analysis.transcripts], perf)
         log.info('done: %d/%d ok, %d processed, %d resumed, %.1f s, $%.4f', n - failed, n, counts['processed'],
                  counts['resumed'], wall, perf['api_cost'])
@@ -294,7 +309,6 @@ class BatchManager:
             write_results(res, out / 'results.json')
             write_workbook(analysis, out / 'analysis.xlsx', s, ledger, br.errors_df(), br.timeline)
             write_atomic(out / 'batch_report.json', json.dumps(report, indent=1, default=str))
-        for h in list(log.handlers): h.close(); log.removeHandler(h)
         return br
 
 class _Null:

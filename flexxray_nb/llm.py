@@ -394,9 +394,15 @@ class LLM:
         return self._sem
 
     async def arun(self, requests: list[LLMRequest]) -> list:
-        "Run requests concurrently (sync mode); failures come back as None, a budget stop raises."
+        "Run requests concurrently (sync mode), with a progress bar per stage; failures come back as None, a budget stop raises."
+        from tqdm.auto import tqdm
         sem = self._ready()
-        out = await asyncio.gather(*(self._guarded(r, sem) for r in requests), return_exceptions=True)
+        stage = requests[0].stage if requests else ''
+        with tqdm(total=len(requests), desc=f'LLM {stage}'.strip(), leave=False, disable=not self.s.log_progress or None) as bar:
+            async def tracked(r):
+                try: return await self._guarded(r, sem)
+                finally: bar.update(1)
+            out = await asyncio.gather(*(tracked(r) for r in requests), return_exceptions=True)
         for r in out:
             if isinstance(r, BudgetExceeded): raise r
         return [None if isinstance(r, BaseException) else r for r in out]

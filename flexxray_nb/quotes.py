@@ -8,7 +8,8 @@ import re
 from .core import *
 
 # %% auto #0
-__all__ = ['FILLER', 'STOPWORDS', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans', 'extract_quotes']
+__all__ = ['FILLER', 'STOPWORDS', 'NOT_CONTENT', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans',
+           'extract_quotes']
 
 # %% ../nbs/03_quotes.ipynb #5a335f35
 _ABBREV = {'mr', 'mrs', 'ms', 'dr', 'prof', 'st', 'jr', 'sr', 'vs', 'etc', 'e.g', 'i.e', 'u.s', 'u.k', 'inc', 'co',
@@ -41,9 +42,11 @@ STOPWORDS = set('''a an and are as at be been but by can could did do does for f
 in into is it its it's me my of on or our she that that's the their them then there these they this those to was we
 were what when where which who why will with would you your i'm i've we're they're there's don't didn't not'''.split())
 
+NOT_CONTENT = FILLER | STOPWORDS
+
 def content_words(text: str) -> list[str]:
     "Words of `text` that are neither filler nor stop words."
-    return [w for w in re.findall(r"[a-z0-9][a-z0-9'%$.-]*", text.lower()) if w.strip('.') not in FILLER | STOPWORDS]
+    return [w for w in re.findall(r"[a-z0-9][a-z0-9'%$.-]*", text.lower()) if w.strip('.') not in NOT_CONTENT]
 
 def is_filler(text: str, min_content: int = 3) -> bool:
     "Whether `text` says nothing quotable (fewer than `min_content` content words)."

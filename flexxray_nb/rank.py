@@ -7,6 +7,7 @@ speaker names taken out, named speakers boosted, the question that led to an ans
 from __future__ import annotations
 import re, unicodedata
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 import numpy as np
@@ -17,7 +18,8 @@ from .roles import person_key
 
 # %% auto #0
 __all__ = ['stem', 'tokenize', 'query_tokens', 'question_terms', 'speaker_names', 'find_speakers', 'PassageIndex', 'unit',
-           'RankWeights', 'diversify', 'spread', 'lead_in', 'TurnIndex', 'rank_turns', 'rank_quotes']
+           'RankWeights', 'diversify', 'spread', 'sentence_windows', 'lead_in', 'TurnIndex', 'rank_turns',
+           'rank_quotes']
 
 # %% ../nbs/04_rank.ipynb #03156cd9
 _INFLECTIONS = (('ies', 'y', 3), ('sses', 'ss', 2), ('ing', '', 3), ('edly', '', 4), ('ed', '', 3), ('ly', '', 4),
@@ -27,6 +29,7 @@ _DERIVATIONS = ('ization', 'isation', 'ational', 'fulness', 'ousness', 'iveness'
                 'ate', 'al', 'er')
 _DOUBLED = re.compile(r'([bdfgmnprt])\1$')  # planned -> plann -> plan
 
+@lru_cache(maxsize=1 << 17)  # a corpus has far fewer distinct words than tokens
 def stem(w: str) -> str:
     "A light English stemmer: one inflection, one derivation and a final e, each only if 3 to 4 letters remain."
     for suf, rep, keep in _INFLECTIONS:
@@ -67,6 +70,7 @@ def question_terms(question: str, synonyms=()) -> dict[str, float]:
 
 # %% ../nbs/04_rank.ipynb #982d78dd
 _MEMBER_SUFFIXES = {'am', 'ms', 'mp', 'msp', 'mla', 'mpp', 'td', 'mep'}
+_TITLES = {'mr', 'mrs', 'ms', 'miss', 'dr', 'prof', 'professor', 'sir', 'dame', 'lord', 'lady', 'hon', 'minister'}
 
 def _fold(s: str) -> str:
     "`s` without accents."
@@ -80,29 +84,26 @@ def speaker_names(label: str) -> list[str]:
 
 def _similar(a: str, b: str) -> bool:
     "Whether two lower-case words are the same name, allowing a near spelling of a long one."
-    return a == b or (len(a) >= 5 and a[0] == b[0] and abs(len(a) - len(b)) <= 2
+    return a == b or (len(a) >= 5 and a[0] == b[0] and abs(len(a) - len(b)) <= 1
                       and SequenceMatcher(None, a, b).ratio() >= 0.85)
 
 def find_speakers(question: str, labels) -> tuple[set[str], str]:
     "The speaker labels `question` names, and the question with their names (and member suffixes) taken out."
     words = re.findall(r"[A-Za-z0-9]+", _fold(re.sub(r"['’]s\b", '', question)).replace("'", ''))
     low = [w.lower() for w in words]
-    named, used = set(), set()
-    for label in labels:
-        name = speaker_names(label)
-        n = len(name)
-        at = next((i for i in range(len(low) - n + 1) if n and all(_similar(low[i + k], name[k]) for k in range(n))), None)
-        if at is not None:
-            span = range(at, at + n)
-        else:  # a surname alone, capitalised, not the question's first word
-            at = next((i for i in range(1, len(low)) if n >= 2 and len(name[-1]) >= 4 and words[i][0].isupper()
-                       and _similar(low[i], name[-1])), None)
-            if at is None: continue
-            span = range(at, at + 1)
-        named.add(label)
-        used.update(span)
-        end = span[-1] + 1
-        while end < len(low) and low[end] in _MEMBER_SUFFIXES: used.add(end); end += 1
+    def said(name, starts):
+        return next((i for i in starts if all(_similar(low[i + k], n) for k, n in enumerate(name))), None)
+    named, used, names = set(), set(), {label: speaker_names(label) for label in labels}
+    for label, name in names.items():  # full names first
+        at = said(name, range(len(low) - len(name) + 1)) if name else None
+        if at is not None: named.add(label); used.update(range(at, at + len(name)))
+    surname_at = [i for i in range(1, len(low)) if i not in used and words[i][0].isupper()
+                  and not (words[i - 1][0].isupper() and low[i - 1] not in _TITLES)]
+    for label, name in names.items():
+        at = said(name[-1:], surname_at) if label not in named and len(name) >= 2 and len(name[-1]) >= 4 else None
+        if at is not None: named.add(label); used.add(at)
+    for i in sorted(used):
+        while i + 1 < len(low) and low[i + 1] in _MEMBER_SUFFIXES: i += 1; used.add(i)
     return named, ' '.join(w for i, w in enumerate(words) if i not in used)
 
 # %% ../nbs/04_rank.ipynb #fbed6bdf
@@ -157,7 +158,7 @@ def diversify(ranked: list, key, k: int, per_key: int | None = None) -> list:
     return out + held[:k - len(out)]
 
 def spread(order: list[int], scores: np.ndarray, k: int, gap: int = 2, penalty: float = 0.7) -> list[int]:
-    "`order` (turn indices, best first) with its first `k` picked greedily, a turn near a picked one scoring `penalty` less."
+    "`order` (turn indices, best first) with its top `k` re-picked greedily, turns near a pick counting `penalty` less."
     pos, sc = np.array(order, dtype=int), np.asarray(scores, dtype=float)[order]
     near, free, picked = np.zeros(len(pos), bool), np.ones(len(pos), bool), []
     for _ in range(min(k, len(pos))):
@@ -167,6 +168,12 @@ def spread(order: list[int], scores: np.ndarray, k: int, gap: int = 2, penalty: 
     return [order[j] for j in picked + [j for j in range(len(pos)) if free[j]]]
 
 # %% ../nbs/04_rank.ipynb #1a886937
+def sentence_windows(text: str, start: int, end: int, size: int = 3) -> list[tuple[int, int]]:
+    "Spans of every run of `size` consecutive sentences of `text[start:end]` (the whole of it if shorter)."
+    sents = sentence_spans(text, start, end)
+    if not sents: return []
+    return [(sents[j][0], sents[min(j + size, len(sents)) - 1][1]) for j in range(max(0, len(sents) - size) + 1)]
+
 def lead_in(s: np.ndarray, turns: int = 4, decay: float = 0.7) -> np.ndarray:
     "For each turn, the best score among the `turns` before it, discounted by `decay` per step back."
     out = np.zeros_like(s)
@@ -177,15 +184,12 @@ def lead_in(s: np.ndarray, turns: int = 4, decay: float = 0.7) -> np.ndarray:
 class TurnIndex:
     "BM25 indexes over a transcript's turns and over their sentence windows."
     def __init__(self, tr: Transcript, window: int = 3):
-        self.tr, self.speakers = tr, [t.speaker for t in tr.turns]
+        self.speakers = [t.speaker for t in tr.turns]
         self.turns = PassageIndex([tr.turn_text(t) for t in tr.turns])
         self.lengths = np.array([len(t) for t in self.turns.tokens], dtype=float)
-        texts, owner = [], []
-        for i, t in enumerate(tr.turns):
-            sents = sentence_spans(tr.text, t.start, t.end)
-            for j in range(max(1, len(sents) - window + 1)):
-                if sents: texts.append(tr.text[sents[j][0]:sents[min(j + window, len(sents)) - 1][1]]); owner.append(i)
-        self.windows, self.owner = PassageIndex(texts), np.array(owner, dtype=int)
+        spans = [(t.index, a, b) for t in tr.turns for a, b in sentence_windows(tr.text, t.start, t.end, window)]
+        self.windows = PassageIndex([tr.text[a:b] for _, a, b in spans])
+        self.owner = np.array([i for i, _, _ in spans], dtype=int)
 
     def scores(self, question: str, synonyms=(), weights: RankWeights | None = None) -> np.ndarray:
         "Every turn's fused score for `question` (not normalised)."
@@ -226,7 +230,8 @@ def rank_quotes(question: str, quotes: list[Quote], top_k: int = 10, synonyms=()
         contexts, rows = index.context_index([q.context for q in quotes])
         s = s + w.lead_in * unit(contexts.scores(terms))[rows]
     if named: s = s * np.where([q.speaker in named for q in quotes], 1 + w.speaker, 1)
-    if s.max() <= 0: return []
-    order = [i for i in np.argsort(-s, kind='stable') if s[i] > 0]
-    ranked = [Quote(**{**vars(quotes[i]), 'score': round(float(s[i] / s.max()), 4)}) for i in order]
-    return diversify(ranked, lambda q: (q.file, q.speaker), top_k, per_speaker)
+    order = np.argsort(-s, kind='stable')
+    order = order[s[order] > 0].tolist()
+    if not order: return []
+    picked = diversify(order, lambda i: (quotes[i].file, quotes[i].speaker), top_k, per_speaker)
+    return [Quote(**{**vars(quotes[i]), 'score': round(float(s[i] / s[order[0]]), 4)}) for i in picked]
