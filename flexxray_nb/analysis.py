@@ -178,7 +178,8 @@ HEDGES = re.compile(r"\b(i think|i'd say|i would say|maybe|perhaps|probably|roug
                     r"sort of|kind of|i believe|i suspect|it depends|likely|might|could be|not sure|approximately)\b", re.I)
 PUSHBACK = re.compile(r"\b(push back|disagree|i don't think|i do not think|i wouldn't say|overstated|overblown|"
                       r"exaggerated|not really|no moat|not a moat|skeptical|sceptical|doubt|myth|not true|"
-                      r"i'm not convinced|not convinced|oversold|less than people think|smaller than people think)\b", re.I)
+                      r"i'm not convinced|not convinced|oversold|less than people think|smaller than people think|"
+                      r"less sure|not so sure|i'd question|overrated|i wouldn't overstate)\b", re.I)
 
 def tone(text: str) -> float:
     "Positive minus negative words over their sum, in [-1, 1] (0 when neither appears)."
