@@ -13,8 +13,8 @@ from .rank import rank_quotes, PassageIndex
 from .analysis import load_transcript, list_companies, scaffold_company
 
 # %% auto #0
-__all__ = ['transcript_json', 'iter_transcripts', 'cmd_parse', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command',
-           'cmd_panel', 'cmd_new_company', 'build_parser', 'main']
+__all__ = ['transcript_json', 'iter_transcripts', 'cmd_parse', 'ask_rankings', 'cmd_ask', 'cmd_run', 'cmd_companies',
+           'voila_command', 'cmd_panel', 'cmd_new_company', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #47d1a602
 def transcript_json(tr: Transcript) -> dict:
@@ -47,6 +47,18 @@ def cmd_parse(args, settings) -> int:
     return 1 if failed == n else 0
 
 # %% ../nbs/12_cli.ipynb #4586c84d
+def ask_rankings(questions: list[str], quotes: list[Quote], top_k: int, settings: Settings) -> list[list[Quote]]:
+    "The top quotes for each question, with the settings' backend."
+    if settings.backend != 'openai':
+        index = PassageIndex([q.text for q in quotes])
+        return [rank_quotes(q, quotes, top_k, index=index) for q in questions]
+    from flexxray_nb.analysis import Company, Question, llm_rank
+    from flexxray_nb.llm import LLM
+    asked = Company('ask', pathlib.Path('.'), questions=[Question(f'q{i}', q) for i, q in enumerate(questions)])
+    s = settings.model_copy(update={'max_quotes': top_k})
+    ranked = llm_rank(LLM(s), asked, {q.id: quotes for q in asked.questions}, {}, s)
+    return [ranked[q.id][0][:top_k] for q in asked.questions]
+
 def cmd_ask(args, settings) -> int:
     "Print the top quotes per question as JSON lines."
     roles = ('expert',) if args.role == 'expert' else ('interviewer', 'expert', 'other')
@@ -56,9 +68,8 @@ def cmd_ask(args, settings) -> int:
         if tr.error: print(f'flexxray: {tr.file}: {tr.error}', file=sys.stderr)
         else: quotes += extract_quotes(tr, roles)
     if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
-    index = PassageIndex([q.text for q in quotes])
-    for question in args.question:
-        for rank, q in enumerate(rank_quotes(question, quotes, args.top_k, index=index), 1):
+    for question, ranked in zip(args.question, ask_rankings(args.question, quotes, args.top_k, settings)):
+        for rank, q in enumerate(ranked, 1):
             print(json.dumps(dict(question=question, rank=rank, score=q.score, file=q.file, speaker=q.speaker, role=q.role,
                                   start=q.start, end=q.end, text=q.text, id=q.id, context=q.context), ensure_ascii=False))
     return 1 if failed == n else 0

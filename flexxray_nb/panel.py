@@ -67,7 +67,7 @@ class ControlPanel:
         self.preflight = W.HTML()
         self.run_button = W.Button(description='Run', button_style='primary', icon='play')
         self.progress = W.IntProgress(value=0, min=0, max=1, description='Transcripts', style=style, layout=lay)
-        self.status = W.HTML()
+        self.status, self.bars = W.HTML(), W.Output()
         self.cost_chart, self.progress_chart = W.Output(), W.Output()
         self.results = W.Output()
         self.review = W.VBox()
@@ -79,7 +79,7 @@ class ControlPanel:
         self.update_preflight()
         self.widget = W.VBox([self.company, self.folder, self.backend, self.base_url,
                               self.model, self.batch_size, self.max_quotes, self.threshold, self.budget, self.preflight,
-                              W.HBox([self.run_button, self.progress]), self.status,
+                              W.HBox([self.run_button, self.progress]), self.bars, self.status,
                               W.HBox([self.progress_chart, self.cost_chart]), self.results, self.review])
         self._draw(self.progress_chart, charts.throughput_chart(None))
         self._draw(self.cost_chart, charts.cost_chart(None))
@@ -123,9 +123,11 @@ class ControlPanel:
     def run(self) -> BatchResults:
         "Run the analysis with the panel's values and show the results."
         self.status.value = 'Running…'; self.run_button.disabled = True
+        self.bars.clear_output()
         try:
-            self.run_result = r = run_company(self.company.value, self.folder.value, self.out_dir, self.settings(),
-                                              overrides=self.overrides or None, on_batch=self._on_batch)
+            with self.bars:  # the run's tqdm.auto bars (transcripts, LLM stages) show here, in the panel
+                self.run_result = r = run_company(self.company.value, self.folder.value, self.out_dir, self.settings(),
+                                                  overrides=self.overrides or None, on_batch=self._on_batch)
         finally: self.run_button.disabled = False
         self.progress.value = self.progress.max
         self._draw(self.progress_chart, charts.throughput_chart(r.timeline))

@@ -153,3 +153,17 @@ def test_no_batches_endpoint_falls_back_to_sync(tmp_path):
         llm, out = batch_run(srv, tmp_path)
     assert all(isinstance(o, PassageScores) for o in out) and not llm.batches_supported
     assert {r['mode'] for r in llm.ledger} == {'sync'}
+
+def test_ask_with_the_openai_backend_prints_only_exact_spans(tmp_path):
+    from conftest import flexxray, jsonl, SAMPLES
+    with LoopbackServer(mode='paraphrase') as srv:
+        out = flexxray('ask', '-q', 'How fast is the turnaround?', '-q', 'What limits the market size?', '--top-k', '5',
+                       '--backend', 'openai', '--base-url', srv.base_url, SAMPLES,
+                       env={'OPENAI_API_KEY': 'sk-test', 'CACHE_DIR': str(tmp_path / 'cache')})
+        assert len(srv.requests('/chat/completions')) >= 2 and srv.requests('/embeddings')
+    rows = jsonl(out.stdout)
+    assert {r['question'] for r in rows} == {'How fast is the turnaround?', 'What limits the market size?'}
+    texts = {}
+    for r in rows:
+        if r['file'] not in texts: texts[r['file']] = read_transcript(r['file']).text
+        assert texts[r['file']][r['start']:r['end']] == r['text'] and r['role'] == 'expert'
