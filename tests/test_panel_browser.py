@@ -148,7 +148,9 @@ def test_answers_and_review_shown(run):
         for x in q['quotes']: assert ' '.join(x['text'].split()) in shown
     assert 'expert-call analysis' in shown and 'Error:' not in shown
     assert run.page.locator('.widget-vbox .widget-dropdown select').count() > 1  # company + one per speaker
-    assert run.page.locator('.progress-bar').evaluate('b => b.style.width') == '100%'
+    bars = run.page.locator('.progress-bar')
+    assert bars.first.evaluate('b => b.style.width') == '100%'      # the panel's own bar
+    assert run.page.locator('.progress-bar-success').count() >= 1   # tqdm.auto's bar of the run, finished, in the panel
 
 def test_no_page_errors(run):
     assert [e for e in run.page_errors if ANYWIDGET_TIMEOUT not in e] == []
