@@ -110,7 +110,7 @@ def update_metrics(metrics: dict, **updates) -> dict:
         if k in metrics: metrics[k] = v
     return metrics
 
-# %% ../nbs/07_batch.ipynb #48bce749
+# %% ../nbs/07_batch.ipynb #778ea5ea
 @functools.lru_cache(maxsize=8)
 def _worker_setup(company_path: str, settings_json: str) -> tuple[Company, Settings]:
     "The company and settings, read once per worker process."
@@ -158,7 +158,7 @@ class Executor:
             try: yield futs[f], f.result()
             except Exception as e: yield futs[f], e
 
-# %% ../nbs/07_batch.ipynb #9466275b
+# %% ../nbs/07_batch.ipynb #44982e75
 @dataclass
 class BatchResults:
     "What a batch run produced, as a notebook user inspects it."
@@ -323,7 +323,7 @@ def _logger(path) -> logging.Logger:
     log.addHandler(h)
     return log
 
-# %% ../nbs/07_batch.ipynb #709c7b5e
+# %% ../nbs/07_batch.ipynb #f7e4907b
 def run_company(company: str = 'FlexXray', transcripts=None, out='reports', settings: Settings | None = None,
                 overrides: dict | None = None, executor: str = 'local', workers: int | None = None, scheduler=None,
                 llm=None, on_batch=None) -> BatchResults:

@@ -14,26 +14,13 @@ from pydantic import BaseModel, Field, ValidationError
 from .core import *
 
 # %% auto #0
-__all__ = ['RETRY_STATUS', 'LEDGER_COLUMNS', 'SYSTEM', 'run_sync', 'call_cost', 'estimate_tokens', 'request_tokens',
-           'strict_schema', 'LLMRequest', 'Cache', 'parse_duration', 'RateLimiter', 'backoff_delay', 'ground',
-           'BudgetExceeded', 'ledger_metrics', 'LLMError', 'LLM', 'embed', 'arun_batch', 'PassageScore',
-           'PassageScores', 'KeyQuote', 'RefinedAnswer', 'passages_block', 'score_request', 'refine_request',
-           'GridCell', 'GridAnswers', 'grid_request', 'passage_index', 'passage_ids']
+__all__ = ['RETRY_STATUS', 'LEDGER_COLUMNS', 'SYSTEM', 'call_cost', 'estimate_tokens', 'request_tokens', 'strict_schema',
+           'LLMRequest', 'Cache', 'parse_duration', 'RateLimiter', 'backoff_delay', 'ground', 'BudgetExceeded',
+           'ledger_metrics', 'LLMError', 'LLM', 'embed', 'arun_batch', 'PassageScore', 'PassageScores', 'KeyQuote',
+           'RefinedAnswer', 'passages_block', 'score_request', 'refine_request', 'GridCell', 'GridAnswers',
+           'grid_request', 'passage_index', 'passage_ids']
 
 # %% ../nbs/05_llm.ipynb #e74d433d
-def run_sync(coro):
-    "Run a coroutine to completion, also from inside a running event loop (Jupyter)."
-    try: asyncio.get_running_loop()
-    except RuntimeError: return asyncio.run(coro)
-    out = {}
-    def target():
-        try: out['r'] = asyncio.run(coro)
-        except BaseException as e: out['e'] = e
-    t = threading.Thread(target=target); t.start(); t.join()
-    if 'e' in out: raise out['e']
-    return out['r']
-
-# %% ../nbs/05_llm.ipynb #2917f56a
 def call_cost(model: str, usage: dict, prices: dict, batch: bool = False) -> Optional[float]:
     "USD cost of one call from its usage, or None when the model is not in the price table."
     p = prices.get(model) or next((v for k, v in prices.items() if model.startswith(k + '-20')), None)
@@ -43,7 +30,7 @@ def call_cost(model: str, usage: dict, prices: dict, batch: bool = False) -> Opt
     cost = (fresh * p.input + cached * p.cached + usage.get('completion_tokens', 0) * p.output) / 1e6
     return round(cost / 2 if batch else cost, 8)
 
-# %% ../nbs/05_llm.ipynb #a075c553
+# %% ../nbs/05_llm.ipynb #dc254cc2
 def estimate_tokens(text: str) -> int:
     "Approximate tokens in `text` (4 characters per token)."
     return max(1, len(text) // 4)
@@ -52,7 +39,7 @@ def request_tokens(messages: list[dict], max_tokens: int = 0) -> int:
     "Approximate prompt plus completion tokens of a request."
     return sum(estimate_tokens(m.get('content') or '') + 4 for m in messages) + max_tokens
 
-# %% ../nbs/05_llm.ipynb #09afc004
+# %% ../nbs/05_llm.ipynb #a075c553
 def strict_schema(model: type[BaseModel]) -> dict:
     "The JSON schema of a pydantic model, made strict for OpenAI structured outputs."
     def fix(node):
@@ -85,7 +72,7 @@ class LLMRequest:
                     schema=strict_schema(self.schema) if self.schema else None)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
-# %% ../nbs/05_llm.ipynb #b0b854c5
+# %% ../nbs/05_llm.ipynb #0c101d10
 class Cache:
     "A persistent response cache keyed by request hash."
     def __init__(self, path):
@@ -109,7 +96,7 @@ class Cache:
         self._db().execute('INSERT OR IGNORE INTO responses VALUES (?,?,?,?)', (key, model, json.dumps(value), time.time()))
     def __len__(self): return self._db().execute('SELECT COUNT(*) FROM responses').fetchone()[0]
 
-# %% ../nbs/05_llm.ipynb #0e6603e4
+# %% ../nbs/05_llm.ipynb #e2c74a21
 def parse_duration(s) -> float:
     "Seconds in an OpenAI reset duration such as `6m0s`, `1s`, `120ms` or `0.5`."
     if s is None: return 0.0
@@ -154,7 +141,7 @@ class RateLimiter:
             if rem is not None and float(rem) <= 1:
                 self.blocked_until = max(self.blocked_until, self.clock() + parse_duration(h.get(f'x-ratelimit-reset-{kind}')))
 
-# %% ../nbs/05_llm.ipynb #d16b687b
+# %% ../nbs/05_llm.ipynb #1a0f658a
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 def backoff_delay(attempt: int, headers=None, cap: float = 60.0, rng=random.random) -> float:
@@ -168,7 +155,7 @@ def backoff_delay(attempt: int, headers=None, cap: float = 60.0, rng=random.rand
         except ValueError: pass
     return min(cap, 0.5 * 2 ** (attempt - 1)) * (0.5 + rng() / 2)
 
-# %% ../nbs/05_llm.ipynb #35552e47
+# %% ../nbs/05_llm.ipynb #4edaf47c
 _TRANS = str.maketrans({'“': '"', '”': '"', '‘': "'", '’': "'", '–': '-', '—': '-', '…': '.'})
 
 def _normalised(text: str) -> tuple[str, list[int]]:
@@ -204,7 +191,7 @@ def ground(quote: str, source: str, threshold: float = 0.85, lo: int = 0, hi: in
     if best < threshold or best_span is None: return None
     return lo + words[best_span[0]][0], lo + words[best_span[1]][1]
 
-# %% ../nbs/05_llm.ipynb #99b46556
+# %% ../nbs/05_llm.ipynb #39b715c7
 LEDGER_COLUMNS = ['time', 'model', 'stage', 'transcript', 'prompt_tokens', 'cached_tokens', 'completion_tokens',
                   'cost_usd', 'latency_s', 'cache_hit', 'attempts', 'mode', 'outcome']
 
@@ -221,7 +208,7 @@ def ledger_metrics(rows: list[dict]) -> dict:
                 cost_usd=round(sum(r['cost_usd'] or 0 for r in live), 6),
                 unknown_cost_calls=sum(r['cost_usd'] is None for r in live))
 
-# %% ../nbs/05_llm.ipynb #431473ff
+# %% ../nbs/05_llm.ipynb #99b46556
 import openai
 
 class LLMError(RuntimeError):
@@ -422,7 +409,7 @@ class LLM:
             return self._wait(self.arun_batch(requests))
         return self._wait(self.arun(requests))
 
-# %% ../nbs/05_llm.ipynb #0cb93d24
+# %% ../nbs/05_llm.ipynb #431473ff
 import numpy as np
 
 async def _embed(self: LLM, texts: list[str], model: str | None = None) -> np.ndarray:
@@ -460,7 +447,7 @@ def embed(self: LLM, texts: list[str], model: str | None = None) -> np.ndarray:
 
 LLM.aembed, LLM.embed = _embed, embed
 
-# %% ../nbs/05_llm.ipynb #54c5ff73
+# %% ../nbs/05_llm.ipynb #0cb93d24
 async def _submit(self: LLM, reqs: list[LLMRequest]):
     "Upload one batch of requests and create the batch; returns the batch object."
     lines = [json.dumps(dict(custom_id=r.key, method='POST', url='/v1/chat/completions',
@@ -538,7 +525,7 @@ async def _fallback(self: LLM, requests, results, rest) -> list:
 
 LLM.arun_batch = arun_batch
 
-# %% ../nbs/05_llm.ipynb #fbc816ac
+# %% ../nbs/05_llm.ipynb #54c5ff73
 class PassageScore(BaseModel):
     "The cheap tier's judgement of one passage."
     passage_id: str = Field(description='the id of the passage, e.g. P3')
