@@ -20,8 +20,8 @@ __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Questio
            'list_companies', 'load_company', 'scaffold_company', 'transcript_overrides', 'load_transcript',
            'load_corpus', 'expert_display', 'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone',
            'hedging', 'stance', 'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background',
-           'summary_transcript', 'rrf', 'llm_rank', 'cited_answer', 'grid_llm_request', 'apply_grid_answer', 'Analysis',
-           'combine', 'analyze']
+           'summary_transcript', 'rrf', 'llm_rank', 'whole_sentences', 'cited_answer', 'grid_llm_request',
+           'apply_grid_answer', 'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -308,6 +308,7 @@ def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dic
                 x = shown[i]
                 span = ground(kq.quote, x.text)  # within the passage, which is itself an exact span
                 if span is None: llm.quotes_rejected += 1; continue
+                span = whole_sentences(x.text, span)  # a quote is whole sentences, never a fragment
                 if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
                 a, b = x.start + span[0], x.start + span[1]
                 narrowed = Quote(**{**vars(x), 'id': f'{x.transcript_id}:{a}-{b}', 'start': a, 'end': b,
@@ -318,6 +319,13 @@ def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dic
         top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
         out[q.id] = (top, cited_answer(res.answer, shown, top) if res else None, stances)
     return out
+
+def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
+    "Widen `span` of `text` to the whole sentences it touches."
+    sents = sentence_spans(text)
+    a = max((s for s, e in sents if s <= span[0]), default=span[0])
+    b = min((e for s, e in sents if e >= span[1]), default=span[1])
+    return a, b
 
 def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tuple[str, list[str]]]:
     "The LLM's answer with passage ids `P3` turned into positions `[n]` of the shown quotes; None if it cites none of them."
@@ -347,7 +355,7 @@ def apply_grid_answer(llm, row: dict, res, shown: list[Quote]):
         if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
         elif not cell.discussed: row[cell.question_id] = 'not discussed'
 
-# %% ../nbs/06_analysis.ipynb #3b96ad85
+# %% ../nbs/06_analysis.ipynb #2cad683a
 @dataclass
 class Analysis:
     "Everything the reports show about one company's calls."
@@ -373,7 +381,7 @@ def _quote_row(x: Quote, names) -> dict:
     return dict(id=x.id, file=x.file, speaker=x.speaker, expert=names.get((x.file, x.speaker), x.speaker), start=x.start,
                 end=x.end, text=x.text, score=x.score, context=x.context, tone=tone(x.text), hedging=hedging(x.text))
 
-# %% ../nbs/06_analysis.ipynb #ed0fbd69
+# %% ../nbs/06_analysis.ipynb #73b141b2
 import heapq
 
 def combine(company: Company, digests, settings: Settings | None = None, llm=None) -> Analysis:
