@@ -113,10 +113,27 @@ def _decide(key, f, meta):
     why = f"{f['q_turns']:.0%} of {f['turns']} turns ask, {f['word_share']:.0%} of words, {f['answers']:.0%} answer"
     return role, round(conf, 3), why
 
-def _correct(decided: dict, feats: dict):
-    "Apply the call's structure: two parties are one of each; someone answers; someone asks."
+def _continues_answers(tr: Transcript, key: str, decided: dict) -> bool:
+    "Whether every turn of a person follows an expert's answer (no question in it) without asking anything itself."
+    prev, found = None, False
+    for t in tr.turns:
+        k = person_key(t.speaker)
+        if k == key:
+            if prev is None or prev[0] == key or decided[prev[0]][0] != 'expert' or '?' in prev[1][-200:] \
+               or '?' in tr.turn_text(t): return False
+            found = True
+        prev = (k, tr.turn_text(t))
+    return found
+
+def _correct(decided: dict, feats: dict, tr: Transcript):
+    "Apply the call's structure: two parties are one of each; someone answers; someone asks; a witness may add to an answer."
     sides = [k for k, d in decided.items() if d[0] != 'other']
     if not sides: return
+    if len(sides) > 2:  # in a panel, one who only ever speaks right after an expert's answer, asking nothing, adds to it
+        for k in sides:
+            if decided[k][0] == 'interviewer' and decided[k][1] < 0.97 and _continues_answers(tr, k, decided):
+                decided[k] = ('expert', round(0.5 + abs(decided[k][1] - 0.5) / 2, 3),
+                              "corrected: only adds to experts' answers; " + decided[k][2], 'corrected')
     logit = {k: interviewer_logit(feats[k]) for k in sides}
     for role, pick in (('expert', min), ('interviewer', max)):
         if len(sides) >= 2 and not any(decided[k][0] == role for k in sides):
@@ -136,7 +153,7 @@ def assign_roles(tr: Transcript, threshold: float = 0.7, overrides: dict | None 
     if not tr.ok: return tr
     feats = person_features(tr)
     decided = {k: _decide(k, f, tr.metadata) + ('auto',) for k, f in feats.items()}
-    _correct(decided, feats)
+    _correct(decided, feats, tr)
     overrides = overrides or {}
     speakers = []
     for k, f in feats.items():
