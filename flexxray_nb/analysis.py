@@ -394,7 +394,8 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
         tr = summary_transcript(d); summaries.append(tr)
         if not tr.ok: continue
         names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
-        grid_rows.append(dict(file=tr.file, expert=tr.metadata.get('expert_name') or '', **d['grid']))
+        expert = tr.metadata.get('expert_name') or next(iter(d['names'].values()), '')  # no header: the expert's label
+        grid_rows.append(dict(file=tr.file, expert=expert, **d['grid']))
         if llm is not None:
             req, shown = grid_llm_request(company, d, names, s)
             if req is not None:  # sync: sent now, answered while later calls are read; batch: sent with the others
