@@ -10,7 +10,7 @@ wall time ÷ the rate-limit floor (calls ÷ RPM); the speed-up over the seed's w
 after each: timed on the first --seq-sample requests of the same run and scaled to all of them); tokens and dollars
 per transcript at the default models' prices, in sync and in batch mode; and the API calls of a second run (cache).
 """
-import argparse, asyncio, contextlib, os, pathlib, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, contextlib, os, pathlib, socket, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from make_corpus import make_corpus
 from flexxray_nb.loopback import LoopbackServer, ManualClock
@@ -65,10 +65,8 @@ def main():
             calls = m['api_calls']
             floor = calls / a.rpm * 60
             rejected_429 = m['api_attempts'] - calls
-            from flexxray_nb.llm import LLMRequest
-            sample = [r for r in r.ledger.itertuples() if r.stage != 'embed'][:a.seq_sample]
             chats = [dict(model='gpt-4o-mini', messages=[{'role': 'user', 'content': f'Question: sample {i}'}], max_tokens=200)
-                     for i in range(len(sample))]
+                     for i in range(a.seq_sample)]
             seq_per_call = seed_baseline(url, chats) / len(chats)
             seq = seq_per_call * calls
             r2, wall2 = run(url, d / 'calls', d / 'cache', d / 'out', requests_per_minute=a.rpm, tokens_per_minute=a.tpm)

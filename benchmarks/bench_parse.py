@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_parse.py [--repeat 5]
 """
-import argparse, pathlib, time
+import argparse, time
 import devdata
 from flexxray_nb.parse import read_transcript, parse_text, find_transcripts
 from flexxray_nb.roles import assign_roles

@@ -10,7 +10,6 @@ sort); `rank_turns` is timed on the samples' own transcripts.
 """
 import argparse, dataclasses, random, statistics, time
 import numpy as np
-import devdata
 from flexxray_nb.analysis import load_corpus, load_company
 from flexxray_nb.rank import PassageIndex, TurnIndex, rank_quotes, rank_turns, query_tokens
 

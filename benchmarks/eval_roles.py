@@ -6,11 +6,11 @@ Each transcript is rendered as an expert-network-style text file, parsed and giv
 does; every labelled speaker is scored. `--fit` refits the turn-level weights (ROLE_MODEL in nbs/02_roles.ipynb) by
 logistic regression on the interviewer/expert persons and prints them.
 """
-import argparse, collections, sys, time
+import argparse, collections, time
 import numpy as np
 import devdata
 from flexxray_nb.parse import parse_text
-from flexxray_nb.roles import assign_roles, person_features, person_key, FEATURES, label_role
+from flexxray_nb.roles import assign_roles, person_features, FEATURES, label_role
 
 def baseline(tr):
     "Interviewer if at least 30% of the speaker's turns contain '?', else expert."

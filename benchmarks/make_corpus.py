@@ -11,7 +11,7 @@ bold Markdown labels, WebVTT voice cues). Call `i` depends only on (seed, i), so
 a corpus of 1,000. The evaluation data in ../shared/data is never used here (its licence does not allow copies).
 """
 from __future__ import annotations
-import argparse, datetime, functools, pathlib, random, re, sys, time
+import argparse, datetime, functools, pathlib, random, re, time
 from flexxray_nb.parse import read_transcript, find_transcripts
 from flexxray_nb.roles import assign_roles, label_role
 

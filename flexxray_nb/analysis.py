@@ -18,10 +18,10 @@ from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diver
 # %% auto #0
 __all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Question', 'Company', 'company_dirs', 'read_company',
            'list_companies', 'load_company', 'scaffold_company', 'transcript_overrides', 'load_transcript',
-           'load_corpus', 'expert_display', 'evidence_terms', 'evidence_strength', 'rank_for_question', 'tone',
-           'hedging', 'stance', 'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background',
-           'summary_transcript', 'rrf', 'llm_rank', 'whole_sentences', 'cited_answer', 'grid_llm_request',
-           'apply_grid_answer', 'Analysis', 'combine', 'analyze']
+           'duplicate_error', 'iter_transcripts', 'load_corpus', 'expert_display', 'evidence_terms',
+           'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences', 'extractive_answer',
+           'transcript_summary', 'digest', 'background', 'summary_transcript', 'rrf', 'llm_rank', 'whole_sentences',
+           'cited_answer', 'grid_llm_request', 'apply_grid_answer', 'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #818048d1
 @dataclass
@@ -113,17 +113,23 @@ def load_transcript(path, settings: Settings | None = None, overrides: dict | No
     tr = read_transcript(path, file)
     return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
 
-def load_corpus(paths, settings: Settings | None = None, overrides: dict | None = None, roles=('expert',)):
-    "Transcripts (with roles) and their quotes; duplicates and unreadable files carry an error."
-    transcripts, quotes, seen = [], [], {}
+def duplicate_error(first_file: str) -> str:
+    "The error of a transcript whose text repeats an earlier one."
+    return f'duplicate of {first_file} (identical text)'
+
+def iter_transcripts(paths, settings: Settings | None = None, overrides: dict | None = None):
+    "Transcripts (with roles) of `paths` in order; one repeating an earlier one's text carries an error instead."
+    seen = {}
     for p in find_transcripts(paths):
         tr = load_transcript(p, settings, overrides)
-        if tr.ok and tr.id in seen:
-            tr = Transcript(tr.file, tr.id, tr.format, error=f'duplicate of {seen[tr.id]} (identical text)')
+        if tr.ok and tr.id in seen: tr = Transcript(tr.file, tr.id, tr.format, error=duplicate_error(seen[tr.id]))
         elif tr.ok: seen[tr.id] = tr.file
-        transcripts.append(tr)
-        if tr.ok: quotes += extract_quotes(tr, roles)
-    return transcripts, quotes
+        yield tr
+
+def load_corpus(paths, settings: Settings | None = None, overrides: dict | None = None, roles=('expert',)):
+    "Transcripts (with roles) and their quotes; duplicates and unreadable files carry an error."
+    transcripts = list(iter_transcripts(paths, settings, overrides))
+    return transcripts, [q for tr in transcripts if tr.ok for q in extract_quotes(tr, roles)]
 
 # %% ../nbs/06_analysis.ipynb #bcb4d979
 def expert_display(tr: Transcript, speaker: str) -> str:

@@ -7,13 +7,13 @@ one machine."""
 # %% ../nbs/07_batch.ipynb #00a0081c
 from __future__ import annotations
 import concurrent.futures as cf, functools, hashlib, json, logging, os, pathlib, threading, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 from .core import *
 from .parse import find_transcripts
-from .analysis import Analysis, Company, combine, digest, load_company, load_transcript
+from .analysis import Analysis, Company, combine, digest, duplicate_error, load_company, load_transcript
 from .export import results_dict, write_results, write_workbook
 
 # %% auto #0
@@ -254,7 +254,7 @@ class BatchManager:
                         counts['resumed' if resumed else 'processed'] += 1
                         tid, err = d['transcript']['id'], d['transcript']['error']
                         if err is None and tid in seen:
-                            d = {**d, 'transcript': {**d['transcript'], 'error': f'duplicate of {seen[tid]} (identical text)'},
+                            d = {**d, 'transcript': {**d['transcript'], 'error': duplicate_error(seen[tid])},
                                  'candidates': {}, 'grid': {}, 'names': {}}
                         elif err is None: seen[tid] = d['transcript']['file']
                         if d['transcript']['error']: errors[d['transcript']['file']] = d['transcript']['error']

@@ -7,14 +7,13 @@ from __future__ import annotations
 import argparse, json, os, sys, pathlib
 from dataclasses import asdict
 from .core import *
-from .parse import find_transcripts
 from .quotes import extract_quotes
 from .rank import rank_quotes, PassageIndex
-from .analysis import load_transcript, list_companies, scaffold_company
+from .analysis import iter_transcripts, list_companies, scaffold_company
 
 # %% auto #0
-__all__ = ['transcript_json', 'iter_transcripts', 'cmd_parse', 'ask_rankings', 'cmd_ask', 'cmd_run', 'cmd_companies',
-           'voila_command', 'cmd_panel', 'cmd_new_company', 'build_parser', 'main']
+__all__ = ['transcript_json', 'cmd_parse', 'ask_rankings', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
+           'cmd_new_company', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #47d1a602
 def transcript_json(tr: Transcript) -> dict:
@@ -25,16 +24,6 @@ def transcript_json(tr: Transcript) -> dict:
                 speakers=[dict(name=s.name, role=s.role, confidence=s.confidence, turns=s.turns, words=s.words,
                                needs_review=s.needs_review, source=s.source, evidence=s.evidence) for s in tr.speakers],
                 error=tr.error, warnings=tr.warnings)
-
-def iter_transcripts(paths, settings: Settings):
-    "Parsed transcripts of `paths` in order, with duplicates (same text as an earlier file) marked as errors."
-    seen = {}
-    for p in find_transcripts(paths):
-        tr = load_transcript(p, settings)
-        if tr.ok and tr.id in seen:
-            tr = Transcript(tr.file, tr.id, tr.format, error=f'duplicate of {seen[tr.id]} (identical text)')
-        elif tr.ok: seen[tr.id] = tr.file
-        yield tr
 
 def cmd_parse(args, settings) -> int:
     "Print one JSON line per transcript file."

@@ -28,7 +28,7 @@ def results_dict(a: Analysis, metrics: dict | None = None) -> dict:
     m = dict.fromkeys(METRIC_KEYS, 0) | {'cost_usd': 0.0, 'wall_s': 0.0}
     m |= {'transcripts': len(a.transcripts), 'succeeded': ok, 'failed': len(a.transcripts) - ok} | (metrics or {})
     return {'company': a.company.name,
-            'questions': [{k: v for k, v in ans.items()} for ans in a.answers],
+            'questions': [dict(ans) for ans in a.answers],
             'transcripts': [{'file': t.file, 'status': 'ok' if t.ok else 'error', 'error': t.error, 'id': t.id,
                              'format': t.format, 'metadata': t.metadata,
                              'speakers': [asdict(s) for s in t.speakers]} for t in a.transcripts],

@@ -6,8 +6,8 @@ that an LLM can only ever *select* evidence."""
 
 # %% ../nbs/05_llm.ipynb #f7b22742
 from __future__ import annotations
-import asyncio, dataclasses, difflib, hashlib, json, os, random, re, sqlite3, threading, time
-from dataclasses import dataclass, field
+import asyncio, difflib, hashlib, json, os, random, re, sqlite3, threading, time
+from dataclasses import dataclass
 from typing import Any, Optional
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
@@ -428,7 +428,7 @@ async def _embed(self: LLM, texts: list[str], model: str | None = None) -> np.nd
             attempts += 1
             try:
                 res = await self.client.embeddings.create(model=model, input=[text_of[k] for k in chunk]); break
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.APIResponseValidationError) as e: headers = {}
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.APIResponseValidationError): headers = {}
             except openai.APIStatusError as e:
                 if e.status_code not in RETRY_STATUS: raise LLMError(f'embeddings: HTTP {e.status_code}') from None
                 headers = dict(e.response.headers)

@@ -6,9 +6,8 @@ that re-runs only what an override changes."""
 
 # %% ../nbs/11_panel.ipynb #b1f2a0ee
 from __future__ import annotations
-import pathlib, traceback
+import pathlib
 import ipywidgets as W
-import pandas as pd
 from IPython.display import display, HTML
 from .core import *
 from .analysis import list_companies, load_company

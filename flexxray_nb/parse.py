@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_parse.ipynb #58d8531c
 from __future__ import annotations
-import codecs, datetime, re, pathlib, zipfile
+import codecs, datetime, re, pathlib
 from collections import Counter
 from .core import *
 
@@ -246,7 +246,7 @@ def _title_company(s: str) -> tuple[Optional[str], Optional[str]]:
     "Split `Title, Company` (or `Title at Company`) into its parts."
     s = s.split(';')[0].strip()
     if ' at ' in s: t, c = s.rsplit(' at ', 1); return t.strip(), _strip_note(c)
-    if ',' in _outside_parens(s) or '':
+    if ',' in (_outside_parens(s) or ''):
         t, c = s.rsplit(',', 1)
         return t.strip(), _strip_note(c)
     return s or None, None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_report.ipynb #0609f92d
 from __future__ import annotations
-import html, json, os, pathlib, re, sys
+import html, os, pathlib, re
 from importlib import resources
 import pandas as pd
 from .core import *

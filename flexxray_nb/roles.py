@@ -6,9 +6,8 @@
 from __future__ import annotations
 import math, re
 from collections import defaultdict
-from dataclasses import replace
 from .core import *
-from .parse import ROLE_WORDS, _outside_parens
+from .parse import _outside_parens
 
 # %% auto #0
 __all__ = ['INTERVIEWER_WORDS', 'EXPERT_WORDS', 'OTHER_WORDS', 'FEATURES', 'ROLE_MODEL', 'person_key', 'label_role',
@@ -45,8 +44,7 @@ def label_role(label: str) -> Optional[str]:
 
 def titled_label(label: str) -> bool:
     "Whether the label carries a job title in parentheses."
-    inner = label[len(_outside_parens(label) or label):] if '(' in label else ''
-    return bool(re.search(r'\(.*' + _JOB_TITLE.pattern, label, re.I)) if '(' in label else False
+    return bool(re.search(r'\(.*' + _JOB_TITLE.pattern, label, re.I))
 
 # %% ../nbs/02_roles.ipynb #d5adbd65
 _YOU = re.compile(r"\b(you|your|you're|you've|you'd|yourself)\b", re.I)

@@ -1,11 +1,10 @@
 """The LLM layer through the real `openai` client against the loopback OpenAI-compatible server on 127.0.0.1:
 faults, retries, billing, cache, budget, structured-output fallbacks, Batch API, and grounding of every quote."""
-import json, os, pathlib
+import json
 import pytest
-from pydantic import BaseModel
 from flexxray_nb.core import Settings
 from flexxray_nb.loopback import LoopbackServer, ManualClock
-from flexxray_nb.llm import LLM, LLMRequest, PassageScores, BudgetExceeded, score_request
+from flexxray_nb.llm import LLM, PassageScores, BudgetExceeded, score_request
 from flexxray_nb.analysis import load_company, load_corpus
 from flexxray_nb.batch import run_company, company_settings
 from flexxray_nb.parse import read_transcript

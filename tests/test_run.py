@@ -1,9 +1,9 @@
 """`flexxray run` end to end as the contract describes it, several companies side by side, the documented papermill
 command, and the shared contract checker on the real console script."""
-import json, os, pathlib, subprocess, sys
+import json, os, subprocess, sys
 import pytest
 from openpyxl import load_workbook
-from conftest import ROOT, SHARED, BIN, flexxray, jsonl
+from conftest import ROOT, SHARED, BIN, flexxray
 
 def test_two_companies_side_by_side(tmp_path):
     comp = tmp_path / 'companies'; comp.mkdir()

@@ -1,5 +1,5 @@
 "Settings layering, and every environment variable the guide names is actually read, end to end."
-import json, pathlib
+import json
 from flexxray_nb.core import load_settings, Settings
 from conftest import ROOT, flexxray
 
