@@ -1,6 +1,6 @@
 """The LLM layer under rate limits, against the loopback OpenAI-compatible server (300 ms a call, an RPM cap).
 
-The server runs in its own process (`python -m flexxray_nb.loopback`), as a real endpoint would, so its work does not
+The server runs in its own process (`python tests/loopback.py`), as a real endpoint would, so its work does not
 compete with the client for the interpreter.
 
     .venv/bin/python benchmarks/bench_llm.py [--n 100] [--rpm 500] [--tpm 10000000] [--latency 0.3] [--seq-sample 20] [--words 9000]
@@ -12,8 +12,10 @@ per transcript at the default models' prices, in sync and in batch mode; and the
 """
 import argparse, contextlib, os, pathlib, socket, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / 'tests'))
+LOOPBACK = pathlib.Path(__file__).parent.parent / 'tests' / 'loopback.py'
 from make_corpus import make_corpus
-from flexxray_nb.loopback import LoopbackServer, ManualClock
+from loopback import LoopbackServer, ManualClock
 from flexxray_nb.batch import run_company, company_settings
 from flexxray_nb.llm import LLM
 
@@ -21,7 +23,7 @@ from flexxray_nb.llm import LLM
 def server_process(latency, rpm, tpm):
     "The loopback server in a child process; yields its base URL."
     with socket.socket() as so: so.bind(('127.0.0.1', 0)); port = so.getsockname()[1]
-    p = subprocess.Popen([sys.executable, '-m', 'flexxray_nb.loopback', '--port', str(port), '--latency', str(latency),
+    p = subprocess.Popen([sys.executable, str(LOOPBACK), '--port', str(port), '--latency', str(latency),
                           '--rpm', str(rpm), '--tpm', str(tpm), '--quiet'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f'http://127.0.0.1:{port}/v1'
     try:

@@ -3,7 +3,7 @@ faults, retries, billing, cache, budget, structured-output fallbacks, Batch API,
 import json
 import pytest
 from flexxray_nb.core import Settings
-from flexxray_nb.loopback import LoopbackServer, ManualClock
+from loopback import LoopbackServer, ManualClock
 from flexxray_nb.llm import LLM, PassageScores, BudgetExceeded, score_request
 from flexxray_nb.analysis import load_company, load_corpus
 from flexxray_nb.batch import run_company, company_settings

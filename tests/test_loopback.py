@@ -1,7 +1,11 @@
 "The loopback OpenAI server, exercised through the real `openai` client as the toolkit uses it."
-import asyncio, json, re, subprocess, sys, time
+import asyncio, base64, json, pathlib, re, subprocess, sys, time
 import openai, pydantic, pytest
-from flexxray_nb.loopback import LoopbackServer, ManualClock, cosine, jsonl_bytes
+from loopback import *
+from loopback import LoopbackServer, ManualClock, cosine, jsonl_bytes
+import fastcore.test as fct
+
+LOOPBACK = pathlib.Path(__file__).with_name('loopback.py')
 
 PASSAGES = {'P1': 'Customers loved the fast turnaround on pallet inspections.',
             'P2': 'The pricing was high compared with in-house X-ray machines.',
@@ -318,7 +322,7 @@ def test_journal_never_holds_the_key(capfd):
     for text in (json.dumps(journal, default=str), out, err): assert planted not in text and 'x9x9' not in text
 
 def test_command_line_server():
-    proc = subprocess.Popen([sys.executable, '-m', 'flexxray_nb.loopback', '--port', '0'], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(LOOPBACK), '--port', '0'], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         url = re.search(r'http://127\.0\.0\.1:\d+/v1', proc.stdout.readline()).group(0)
@@ -328,3 +332,140 @@ def test_command_line_server():
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert 'POST /v1/chat/completions 200' in err and 'sk-PLANTED' not in err
+
+
+def test_examples():
+    "The building blocks, one example each: tokens, prompt cache, embeddings, prompts, quotes, schemas, limits, faults."
+
+    fct.test_eq(count_tokens(''), 0)
+    fct.test_eq(count_tokens('x' * 9), 3)
+    fct.test_eq(prompt_text([{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': [{'type': 'text', 'text': 'Hi'}]}]),
+            '<system>Be brief.\n<user>Hi\n')
+
+    fct.test_eq(shared_prefix_len('transcript A', 'transcript B'), 11)
+    cache, transcript = PromptCache(), 'Expert: we scanned every pallet. ' * 200
+    fct.test_eq(cache.lookup('gpt-4o-mini', transcript + 'Question: speed?'), 0)        # first sight: nothing cached
+    fct.test_eq(cache.lookup('gpt-4o-mini', transcript + 'Question: price?'), 1536)     # 6,610 shared chars = 1,652 tokens
+    fct.test_eq(cache.lookup('gpt-4.1', transcript + 'Question: price?'), 0)            # caches are per model
+    fct.test_eq(cache.lookup('gpt-4o-mini', 'Question: price?' + transcript), 0)        # question first: no shared prefix
+
+    q = hashed_embedding('How fast is the turnaround for customers?')
+    near, far = hashed_embedding('Customers loved the fast turnaround.'), hashed_embedding('Glass and metal contaminants in jars.')
+    assert cosine(q, near) > cosine(q, far)
+    fct.test_close(cosine(q, q), 1.0)
+    fct.test_eq(hashed_embedding('same words'), hashed_embedding('same words'))
+    fct.test_eq(len(base64.b64decode(encode_embedding(q, 'base64'))), 4 * EMBED_DIMS)
+
+    msgs = [{'role': 'system', 'content': 'Rate passages. Example: [P9] not a real passage'},
+            {'role': 'user', 'content': 'Passages:\n[P1] Our customers loved the fast turnaround.\n[P2] Pricing was high.\n\n'
+                                        'Question: How fast is the turnaround for customers?'}]
+    p = parse_prompt(msgs)
+    fct.test_eq(p.question, 'How fast is the turnaround for customers?')
+    fct.test_eq(list(p.passages), ['P1', 'P2'])
+    fct.test_eq(overlap_score(p.question, p.passages['P1']), 10.0)
+    fct.test_eq(overlap_score(p.question, p.passages['P2']), 0.0)
+    fct.test_eq(spoken_text('Mark Delgado (asked: "How fast? Really: fast?"): We started within a day.'), 'We started within a day.')
+    fct.test_eq(spoken_text('Expert 2: Yes.'), 'Yes.')
+    fct.test_eq(spoken_text('Our customers loved it.'), 'Our customers loved it.')
+
+    fct.test_eq(paraphrase('Our customers loved the fast turnaround.'), 'Our clients adored the quick turnaround.')
+    fct.test_eq(paraphrase('Glass was the usual contaminant in jars.'), 'Glass was usual the contaminant in jars.')
+    fct.test_eq(paraphrase('Yes.'), 'Yes, more or less.')
+    assert fabricate('P1') in INVENTED and fabricate('P1') == fabricate('P1')
+
+    class Scored(pydantic.BaseModel):
+        passage_id: str
+        score: float = pydantic.Field(ge=0, le=10)
+        reason: str
+
+    class Ranking(pydantic.BaseModel):
+        passages: list[Scored]
+        answer: str
+        confident: bool
+
+    ranking = Ranking.model_validate(Responder(msgs).fill(Ranking.model_json_schema()))
+    fct.test_eq([(s.passage_id, s.score) for s in ranking.passages], [('P1', 10.0), ('P2', 0.0)])
+    fct.test_eq(ranking.passages[0].reason, 'Mentions customer, fast, turnaround.')
+    fct.test_eq(ranking.answer, 'The experts say: Our customers loved the fast turnaround. [P1]')
+
+    class KeyQuote(pydantic.BaseModel):
+        passage_id: int
+        quote: str
+        stance: str
+
+    class Refined(pydantic.BaseModel):
+        answer: str
+        ranking: list[str] = pydantic.Field(description='passage ids, most useful first')
+        key_quotes: list[KeyQuote] = pydantic.Field(max_length=3)
+        note: str | None = None
+
+    labelled = [{'role': 'user', 'content': '[P1] Ann Lee (asked: "Price?"): It cost a lot.\n[P2] Bo Chan: Turnaround was fast, '
+                                            'two days.\n[P3] Bo Chan: Fast turnaround won us the account.\nQuestion: Was turnaround fast?'}]
+    fct.test_eq(Responder(labelled).fill(Refined.model_json_schema()),
+            {'answer': 'The experts say: Turnaround was fast, two days. [P2] [P3]', 'ranking': ['P2', 'P3'],
+             'key_quotes': [{'passage_id': 2, 'quote': 'Turnaround was fast, two days.', 'stance': 'supports'},
+                            {'passage_id': 3, 'quote': 'Fast turnaround won us the account.', 'stance': 'supports'}],
+             'note': 'loopback note'})
+    fct.test_eq(Responder(labelled, 'paraphrase').quote('P3'), 'Quick turnaround us won the account.')
+    hinted = [{'role': 'system', 'content': 'Reply with JSON valid for this JSON schema: ' + json.dumps(Refined.model_json_schema())}, *labelled]
+    fct.test_eq(json.loads(Responder(hinted).reply({'type': 'json_object'}))['ranking'], ['P2', 'P3'])
+
+    fct.test_eq([fmt_duration(s) for s in (0.12, 1, 8.64, 360, 3723)], ['120ms', '1s', '8.64s', '6m0s', '1h2m3s'])
+    clock = ManualClock()
+    limits = RateLimits(rpm=3, clock=clock)
+    fct.test_eq([limits.admit(100) for _ in range(3)], [None] * 3)
+    fct.test_eq(limits.admit(100), ('requests', 20.0))        # 3 a minute: one more every 20 s
+    fct.test_eq(limits.headers()['x-ratelimit-remaining-requests'], '0')
+    fct.test_eq(limits.headers()['x-ratelimit-reset-requests'], '1m0s')
+    clock.advance(20)
+    fct.test_eq(limits.admit(100), None)
+    fct.test_eq(RateLimits(tpm=1000, clock=clock).admit(1500), ('tokens', 30.0))
+
+    fq = FaultQueue().append(429, retry_after=300).append('length', custom_id='q2').append('expired_partial')
+    fct.test_eq(fq.take('GET', '/v1/models'), None)
+    fct.test_eq(fq.take('POST', '/v1/chat/completions').opts, {'retry_after': 300})
+    fct.test_eq(fq.take('POST', '/v1/chat/completions'), None)                      # the `length` fault waits for line q2
+    fct.test_eq(fq.take('POST', '/v1/chat/completions', custom_id='q2').kind, 'length')
+    fct.test_eq(fq.take('POST', '/v1/batches').kind, 'expired_partial')
+    fct.test_fail(lambda: fq.append('teapot'), contains='unknown fault')
+
+    strict = {'type': 'object', 'properties': {'answer': {'type': 'string'}, 'cites': {'type': 'array', 'items': {'$ref': '#/$defs/C'}}},
+              'required': ['answer', 'cites'], 'additionalProperties': False,
+              '$defs': {'C': {'type': 'object', 'properties': {'id': {'type': 'string'}}, 'required': [], 'additionalProperties': False}}}
+    fct.test_fail(lambda: check_strict(strict, 'Answer'), contains="In context=('$defs', 'C'), 'required' is required")
+    strict['$defs']['C']['required'] = ['id']
+    check_strict(strict, 'Answer')
+    fct.test_fail(lambda: check_response_format({'type': 'json_object'}, 'Rate the passages.'), contains="the word 'json'")
+    form = b'--XyZ\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; ' \
+           b'name="file"; filename="in.jsonl"\r\nContent-Type: application/octet-stream\r\n\r\n{"a": 1}\r\n\r\n--XyZ--\r\n'
+    fct.test_eq(parse_multipart(form, 'multipart/form-data; boundary=XyZ'), {'purpose': (None, b'batch'), 'file': ('in.jsonl', b'{"a": 1}\r\n')})
+
+    srv = LoopbackServer(clock=ManualClock()).start()
+    client = openai.OpenAI(base_url=srv.base_url, api_key='sk-loopback-demo', max_retries=0)
+    raw = client.chat.completions.with_raw_response.parse(model='gpt-4o-mini', messages=msgs, response_format=Ranking)
+    done = raw.parse()
+    fct.test_eq(done.choices[0].message.parsed, ranking)
+    fct.test_eq(raw.headers['x-ratelimit-limit-requests'], str(DEFAULT_RPM))
+    assert raw.headers['x-request-id'].startswith('req_')
+    fct.test_eq(done.usage.prompt_tokens, count_tokens(prompt_text(msgs)))
+    fct.test_eq(srv.requests('/chat/completions')[0]['body']['response_format']['json_schema']['name'], 'Ranking')
+    assert 'sk-loopback-demo' not in json.dumps(srv.journal) and srv.journal[0]['auth']
+
+    srv.inject('429', retry_after=300)
+    fct.test_fail(lambda: client.chat.completions.create(model='gpt-4o-mini', messages=msgs), contains='Rate limit reached')
+
+    json_msgs = [msgs[0], {**msgs[1], 'content': msgs[1]['content'] + '\nAnswer in JSON.'}]
+    lines = [{'custom_id': f'q{i}', 'method': 'POST', 'url': '/v1/chat/completions',
+              'body': {'model': 'gpt-4o-mini', 'messages': json_msgs, 'response_format': {'type': 'json_object'}}} for i in range(3)]
+    upload = client.files.create(file=('in.jsonl', jsonl_bytes(lines)), purpose='batch')
+    batch = client.batches.create(input_file_id=upload.id, endpoint='/v1/chat/completions', completion_window='24h')
+    fct.test_eq(batch.status, 'validating')
+    statuses = []
+    for _ in range(4):
+        srv.clock.advance(1)
+        statuses.append(client.batches.retrieve(batch.id).status)
+    fct.test_eq(statuses, ['in_progress', 'in_progress', 'finalizing', 'completed'])
+    out = [json.loads(l) for l in client.files.content(client.batches.retrieve(batch.id).output_file_id).text.splitlines()]
+    fct.test_eq(sorted(o['custom_id'] for o in out), ['q0', 'q1', 'q2'])
+    fct.test_eq(json.loads(out[0]['response']['body']['choices'][0]['message']['content'])['passages'][0]['score'], 10.0)
+    srv.stop()

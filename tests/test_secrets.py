@@ -1,7 +1,7 @@
 """The API key never appears in any output: a planted key, a full `flexxray run` with the openai backend (against the
 loopback server), then every file the run wrote is searched: notebook, HTML, workbook (unzipped), results, log, cache."""
 import pathlib, zipfile
-from flexxray_nb.loopback import LoopbackServer
+from loopback import LoopbackServer
 from conftest import flexxray
 
 KEY = 'sk-proj-PLANTED0123456789abcdefSECRET'
