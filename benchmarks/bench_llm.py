@@ -16,7 +16,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / 'tests'))
 LOOPBACK = pathlib.Path(__file__).parent.parent / 'tests' / 'loopback.py'
 from make_corpus import make_corpus
 from loopback import LoopbackServer, ManualClock
-from flexxray_nb.batch import run_company, company_settings
+from flexxray_nb.companies import company_settings
+from flexxray_nb.batch import run_company
 from flexxray_nb.llm import LLM
 
 @contextlib.contextmanager

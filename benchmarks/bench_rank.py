@@ -10,7 +10,8 @@ sort); `rank_turns` is timed on the samples' own transcripts.
 """
 import argparse, dataclasses, random, statistics, time
 import numpy as np
-from flexxray_nb.analysis import load_corpus, load_company
+from flexxray_nb.companies import load_company
+from flexxray_nb.analysis import load_corpus
 from flexxray_nb.rank import PassageIndex, TurnIndex, rank_quotes, rank_turns, query_tokens
 
 def perturb(text: str, vocab: list[str], rng: random.Random, rate: float = 0.1) -> str:

@@ -5,101 +5,22 @@ each expert's stance, per question."""
 
 # %% ../nbs/06_analysis.ipynb #ca839993
 from __future__ import annotations
-import dataclasses, os, pathlib, re, tomllib
+import dataclasses, pathlib, re
 from dataclasses import dataclass, field
-from importlib import resources
 import pandas as pd
 from .core import *
 from .parse import read_transcript, find_transcripts
+from .companies import Question, Company
 from .roles import assign_roles
 from .quotes import extract_quotes, sentence_spans
 from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diversify
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'Question', 'Company', 'company_dirs', 'read_company',
-           'list_companies', 'load_company', 'scaffold_company', 'transcript_overrides', 'load_transcript',
+__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'transcript_overrides', 'load_transcript',
            'duplicate_error', 'iter_transcripts', 'load_corpus', 'expert_display', 'evidence_terms',
            'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences', 'extractive_answer',
            'transcript_summary', 'digest', 'background', 'summary_transcript', 'rrf', 'llm_rank', 'whole_sentences',
            'cited_answer', 'grid_llm_request', 'apply_grid_answer', 'Analysis', 'combine', 'analyze']
-
-# %% ../nbs/06_analysis.ipynb #818048d1
-@dataclass
-class Question:
-    "An analyst question with the words that widen its search."
-    id: str
-    question: str
-    category: str = ''
-    synonyms: list[str] = field(default_factory=list)
-    source: str = ''  # 'background': answered from the header and the expert's first answer, not by search
-
-@dataclass
-class Company:
-    "A company's analysis config."
-    name: str
-    path: pathlib.Path
-    transcripts: str = ''
-    description: str = ''
-    questions: list[Question] = field(default_factory=list)
-    grid: list[Question] = field(default_factory=list)
-    generic_terms: list[str] = field(default_factory=list)
-    industry_terms: list[str] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
-
-    def transcript_dir(self) -> pathlib.Path:
-        "The company's transcript folder: absolute, next to the config, in the package, or in the working directory."
-        p = pathlib.Path(self.transcripts).expanduser()
-        for cand in (p, self.path.parent / p, pathlib.Path(str(resources.files('flexxray_nb'))) / p):
-            if cand.is_dir(): return cand
-        return p
-
-# %% ../nbs/06_analysis.ipynb #132123f7
-def company_dirs() -> list[pathlib.Path]:
-    "Folders searched for company configs, highest priority first."
-    dirs = [pathlib.Path(d) for d in os.environ.get('FLEXXRAY_COMPANIES', '').split(os.pathsep) if d]
-    return dirs + [pathlib.Path('companies'), pathlib.Path(str(resources.files('flexxray_nb'))) / 'companies']
-
-def read_company(path) -> Company:
-    "A company config from its TOML file."
-    path = pathlib.Path(path)
-    try: d = tomllib.loads(path.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise ValueError(f'{path}: invalid TOML: {e}') from None
-    if 'name' not in d: raise ValueError(f'{path}: a company config needs a name')
-    questions = [Question(qid, q['question'], cat, q.get('synonyms', []))
-                 for cat, qs in d.get('questions', {}).items() for qid, q in qs.items()]
-    grid = [Question(g['id'], g['question'], g.get('section', ''), g.get('synonyms', []), g.get('source', '')) for g in d.get('grid', [])]
-    return Company(d['name'], path, d.get('transcripts', ''), d.get('description', ''), questions, grid,
-                   d.get('generic_terms', []), d.get('industry_terms', []), d.get('settings', {}))
-
-def list_companies() -> dict[str, Company]:
-    "Every company config found, by name (the first found wins)."
-    out = {}
-    for d in company_dirs():
-        for f in sorted(d.glob('*.toml')) if d.is_dir() else []:
-            c = read_company(f)
-            out.setdefault(c.name, c)
-    return out
-
-def load_company(name: str) -> Company:
-    "The config of company `name` (case-insensitive), or a clear error."
-    found = {k.lower(): v for k, v in list_companies().items()}
-    if name.lower() not in found:
-        raise ValueError(f'unknown company {name!r}: known are {", ".join(sorted(list_companies())) or "none"} '
-                         f'(add companies/{name.lower()}.toml, or run `flexxray new-company {name}`)')
-    return found[name.lower()]
-
-# %% ../nbs/06_analysis.ipynb #b262f4ed
-def scaffold_company(name: str, dest='companies', transcripts: str | None = None) -> pathlib.Path:
-    "Write `dest/<name>.toml`, a new company config modelled on FlexXray's."
-    slug = re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
-    path = pathlib.Path(dest) / f'{slug}.toml'
-    if path.exists(): raise FileExistsError(f'{path} exists already')
-    tmpl = (pathlib.Path(str(resources.files('flexxray_nb'))) / 'companies' / 'flexxray.toml').read_text(encoding='utf-8')
-    text = tmpl.replace('FlexXray', name).replace('flexxray', slug)
-    text = re.sub(r'^transcripts = .*$', f'transcripts = "{transcripts or name + " Transcripts"}"', text, count=1, flags=re.M)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding='utf-8')
-    return path
 
 # %% ../nbs/06_analysis.ipynb #9e71d4b1
 def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:

@@ -13,18 +13,14 @@ import psutil
 from tqdm.auto import tqdm
 from .core import *
 from .parse import find_transcripts
-from .analysis import Analysis, Company, combine, digest, duplicate_error, load_company, load_transcript
+from .companies import Company, load_company, read_company, company_settings
+from .analysis import Analysis, combine, digest, duplicate_error, load_transcript
 from .export import results_dict, write_results, write_workbook
 
 # %% auto #0
-__all__ = ['StreamlinedQuoteAnalysis', 'company_settings', 'checkpoint_key', 'write_atomic', 'process_file', 'ResourceMonitor',
-           'check_resources', 'adjust_batch_size', 'generate_batch_report', 'update_metrics', 'Executor',
-           'BatchResults', 'Analyzer', 'BatchManager', 'run_company', 'get_company_config', 'company_batch_processing']
-
-# %% ../nbs/07_batch.ipynb #f43ddfea
-def company_settings(company: str, ini=None, **overrides) -> Settings:
-    "Settings for a company's run: settings.ini < company config < environment < `overrides`."
-    return load_settings(ini, company=load_company(company).settings, **overrides)
+__all__ = ['StreamlinedQuoteAnalysis', 'checkpoint_key', 'write_atomic', 'process_file', 'ResourceMonitor', 'check_resources',
+           'adjust_batch_size', 'generate_batch_report', 'update_metrics', 'Executor', 'BatchResults', 'Analyzer',
+           'BatchManager', 'run_company', 'get_company_config', 'company_batch_processing']
 
 # %% ../nbs/07_batch.ipynb #e36f3fe8
 from . import __version__
@@ -114,7 +110,6 @@ def update_metrics(metrics: dict, **updates) -> dict:
 @functools.lru_cache(maxsize=8)
 def _worker_setup(company_path: str, settings_json: str) -> tuple[Company, Settings]:
     "The company and settings, read once per worker process."
-    from flexxray_nb.analysis import read_company
     return read_company(company_path), Settings.model_validate_json(settings_json)
 
 def _work(path, company_path, settings_json, overrides, checkpoint_dir):

@@ -9,7 +9,8 @@ from dataclasses import asdict
 from .core import *
 from .quotes import extract_quotes
 from .rank import rank_quotes, PassageIndex
-from .analysis import iter_transcripts, list_companies, scaffold_company
+from .analysis import iter_transcripts
+from .companies import list_companies, scaffold_company
 
 # %% auto #0
 __all__ = ['transcript_json', 'cmd_parse', 'ask_rankings', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
@@ -41,7 +42,8 @@ def ask_rankings(questions: list[str], quotes: list[Quote], top_k: int, settings
     if settings.backend != 'openai':
         index = PassageIndex([q.text for q in quotes])
         return [rank_quotes(q, quotes, top_k, index=index) for q in questions]
-    from flexxray_nb.analysis import Company, Question, llm_rank
+    from flexxray_nb.companies import Company, Question
+    from flexxray_nb.analysis import llm_rank
     from flexxray_nb.llm import LLM
     asked = Company('ask', pathlib.Path('.'), questions=[Question(f'q{i}', q) for i, q in enumerate(questions)])
     s = settings.model_copy(update={'max_quotes': top_k})

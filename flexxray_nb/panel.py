@@ -10,9 +10,9 @@ import pathlib
 import ipywidgets as W
 from IPython.display import display, HTML
 from .core import *
-from .analysis import list_companies, load_company
+from .companies import list_companies, load_company, company_settings
 from .parse import find_transcripts
-from .batch import run_company, company_settings, BatchResults
+from .batch import run_company, BatchResults
 from .report import answers_html, grid_html, summary_html, esc
 from . import charts
 

@@ -137,7 +137,7 @@ def run_report(company='FlexXray', out_dir='reports', log_output=False, **params
     import papermill as pm
     p = {**REPORT_PARAMS, **{k: v for k, v in params.items() if v is not None}, 'company': company, 'out_dir': str(out_dir)}
     validate_params(**p)
-    from flexxray_nb.analysis import load_company
+    from flexxray_nb.companies import load_company
     name = load_company(company).name
     dest = pathlib.Path(out_dir) / name
     dest.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from conftest import ROOT, SAMPLES
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from make_corpus import make_corpus
 from flexxray_nb.batch import Analyzer, BatchManager, StreamlinedQuoteAnalysis, checkpoint_key, run_company
-from flexxray_nb.analysis import load_company
+from flexxray_nb.companies import load_company
 from loopback import LoopbackServer
 from flexxray_nb.parse import read_transcript
 from flexxray_nb.roles import assign_roles
