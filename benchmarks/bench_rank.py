@@ -11,7 +11,7 @@ sort); `rank_turns` is timed on the samples' own transcripts.
 import argparse, dataclasses, random, statistics, time
 import numpy as np
 from flexxray_nb.companies import load_company
-from flexxray_nb.analysis import load_corpus
+from flexxray_nb.quotes import load_corpus
 from flexxray_nb.rank import PassageIndex, TurnIndex, rank_quotes, rank_turns, query_tokens
 
 def perturb(text: str, vocab: list[str], rng: random.Random, rate: float = 0.1) -> str:

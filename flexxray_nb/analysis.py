@@ -9,48 +9,15 @@ import dataclasses, pathlib, re
 from dataclasses import dataclass, field
 import pandas as pd
 from .core import *
-from .parse import read_transcript, find_transcripts
 from .companies import Question, Company
-from .roles import assign_roles
-from .quotes import extract_quotes, sentence_spans
-from .rank import PassageIndex, rank_quotes, tokenize, query_tokens, stem, diversify
+from .quotes import extract_quotes, sentence_spans, load_corpus
+from .rank import PassageIndex
+from .evidence import rank_for_question
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'transcript_overrides', 'load_transcript',
-           'duplicate_error', 'iter_transcripts', 'load_corpus', 'expert_display', 'evidence_terms',
-           'evidence_strength', 'rank_for_question', 'tone', 'hedging', 'stance', 'lead_sentences', 'extractive_answer',
-           'transcript_summary', 'digest', 'background', 'summary_transcript', 'rrf', 'llm_rank', 'whole_sentences',
-           'cited_answer', 'grid_llm_request', 'apply_grid_answer', 'Analysis', 'combine', 'analyze']
-
-# %% ../nbs/06_analysis.ipynb #9e71d4b1
-def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:
-    "The role overrides that apply to one transcript: keyed by its file path, its id, or '*' for every call."
-    o = overrides or {}
-    return {**o.get('*', {}), **o.get(tid, {}), **o.get(str(path), {})}
-
-def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None) -> Transcript:
-    "Read one transcript and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
-    s = settings or Settings()
-    tr = read_transcript(path, file)
-    return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
-
-def duplicate_error(first_file: str) -> str:
-    "The error of a transcript whose text repeats an earlier one."
-    return f'duplicate of {first_file} (identical text)'
-
-def iter_transcripts(paths, settings: Settings | None = None, overrides: dict | None = None):
-    "Transcripts (with roles) of `paths` in order; one repeating an earlier one's text carries an error instead."
-    seen = {}
-    for p in find_transcripts(paths):
-        tr = load_transcript(p, settings, overrides)
-        if tr.ok and tr.id in seen: tr = Transcript(tr.file, tr.id, tr.format, error=duplicate_error(seen[tr.id]))
-        elif tr.ok: seen[tr.id] = tr.file
-        yield tr
-
-def load_corpus(paths, settings: Settings | None = None, overrides: dict | None = None, roles=('expert',)):
-    "Transcripts (with roles) and their quotes; duplicates and unreadable files carry an error."
-    transcripts = list(iter_transcripts(paths, settings, overrides))
-    return transcripts, [q for tr in transcripts if tr.ok for q in extract_quotes(tr, roles)]
+__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'expert_display', 'tone', 'hedging', 'stance',
+           'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background', 'summary_transcript',
+           'Analysis', 'combine', 'analyze']
 
 # %% ../nbs/06_analysis.ipynb #bcb4d979
 def expert_display(tr: Transcript, speaker: str) -> str:
@@ -63,36 +30,6 @@ def expert_display(tr: Transcript, speaker: str) -> str:
     name = name or (speaker.title() if speaker.isupper() else speaker)
     extra = ', '.join(x for x in (m.get('expert_title'), m.get('expert_company')) if x) if sp and sp.role == 'expert' else ''
     return f'{name} ({extra})' if extra and '(' not in name else name
-
-# %% ../nbs/06_analysis.ipynb #8fbe7b38
-def evidence_terms(q: Question, generic=()) -> tuple[set, list]:
-    "The question's distinctive single stems and its multi-word synonym phrases (as stem tuples)."
-    drop = {stem(w) for g in generic for w in tokenize(g)}
-    singles = {t for t in query_tokens(q.question) if t not in drop}
-    phrases = []
-    for syn in q.synonyms:
-        toks = [t for t in tokenize(syn)]
-        if len(toks) == 1 and toks[0] not in drop: singles.add(toks[0])
-        elif len(toks) > 1: phrases.append(tuple(toks))
-    return singles, phrases
-
-def evidence_strength(text, terms) -> int:
-    "How many distinct evidence terms a text (or its tokens) contains (a phrase counts two)."
-    singles, phrases = terms
-    toks = tokenize(text) if isinstance(text, str) else text
-    joined = ' ' + ' '.join(toks) + ' '
-    return len(singles & set(toks)) + 2 * sum(f" {' '.join(p)} " in joined for p in phrases)
-
-# %% ../nbs/06_analysis.ipynb #dc4883cc
-def rank_for_question(q: Question, quotes: list[Quote], top_k: int, index: PassageIndex | None = None, generic=(),
-                      min_strength: int = 2) -> list[Quote]:
-    "The best evidence quotes for question `q`, diverse across experts."
-    terms = evidence_terms(q, generic)
-    index = index or PassageIndex([x.text for x in quotes])
-    tokens = {x.id: t for x, t in zip(quotes, index.tokens)}  # tokenised once, for every question
-    ranked = rank_quotes(q.question, quotes, top_k=len(quotes), synonyms=q.synonyms, index=index)
-    ranked = [r for r in ranked if evidence_strength(tokens[r.id], terms) >= min_strength]
-    return diversify(ranked, lambda x: (x.file, x.speaker), top_k, max(2, top_k // 4))
 
 # %% ../nbs/06_analysis.ipynb #15b5d2a5
 POSITIVE = set('''advantage best better strong strength fast faster quick quickly reliable trust trusted leader leading
@@ -185,103 +122,6 @@ def summary_transcript(d: dict) -> Transcript:
     return Transcript(t['file'], t['id'], t['format'], '', t['metadata'], [], [Speaker(**s) for s in t['speakers']],
                       t['error'], t['warnings'])
 
-# %% ../nbs/06_analysis.ipynb #66e82aa8
-def rrf(*orders, k: int = 60) -> dict:
-    "Reciprocal rank fusion of several orderings of the same items."
-    score = {}
-    for order in orders:
-        for r, item in enumerate(order): score[item] = score.get(item, 0.0) + 1 / (k + r + 1)
-    return score
-
-def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dict:
-    "Per question id: (ranked quotes, the strong tier's answer or None, {(file, speaker): stance}), from candidate pools."
-    from flexxray_nb.llm import score_request, refine_request, ground, passage_index
-    cands = {q.id: rank_for_question(q, pool[q.id], 40, None, company.generic_terms, min_strength=1) for q in company.questions}
-    pool = list({x.id: x for c in cands.values() for x in c}.values())
-    if pool:
-        vecs = llm.embed([x.text for x in pool] + [q.question for q in company.questions])
-        row = {x.id: i for i, x in enumerate(pool)}
-        qvec = dict(zip([q.id for q in company.questions], vecs[len(pool):]))
-        for q in company.questions:
-            sem = sorted(cands[q.id], key=lambda x: -float(vecs[row[x.id]] @ qvec[q.id]))
-            fused = rrf([x.id for x in cands[q.id]], [x.id for x in sem])
-            cands[q.id] = sorted(cands[q.id], key=lambda x: -fused[x.id])[:30]
-    asked = [q for q in company.questions if cands[q.id]]
-    scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, names) for q in asked])
-    out = {q.id: ([], None, {}) for q in company.questions}
-    keep = {}
-    for q, res in zip(asked, scored):
-        c = cands[q.id]
-        if res is None:  # the tier failed: fall back to the fused order, evidence rule as offline
-            keep[q.id] = [x for x in c if evidence_strength(x.text, evidence_terms(q, company.generic_terms)) >= 2]; continue
-        score = {}
-        for it in res.items:
-            i = passage_index(it.passage_id, len(c))
-            if i is None: llm.quotes_rejected += 1
-            else: score[c[i].id] = it.score
-        keep[q.id] = [Quote(**{**vars(x), 'score': round(score[x.id] / 10, 3)})
-                      for x in sorted(c, key=lambda x: -score.get(x.id, -1)) if score.get(x.id, 0) >= 3]
-    refine = [q for q in asked if keep.get(q.id)]
-    refined = llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, names) for q in refine])
-    for q, res in zip(refine, refined):
-        top, stances, shown = keep[q.id], {}, keep[q.id][:8]
-        if res is not None:
-            head = list(shown)
-            order = [i for i in (passage_index(p, len(head)) for p in res.ranking) if i is not None]
-            head = [head[i] for i in dict.fromkeys(order)] + [x for i, x in enumerate(head) if i not in order]
-            for kq in res.key_quotes:
-                i = passage_index(kq.passage_id, len(shown))
-                if i is None: llm.quotes_rejected += 1; continue
-                x = shown[i]
-                span = ground(kq.quote, x.text)  # within the passage, which is itself an exact span
-                if span is None: llm.quotes_rejected += 1; continue
-                span = whole_sentences(x.text, span)  # a quote is whole sentences, never a fragment
-                if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
-                a, b = x.start + span[0], x.start + span[1]
-                narrowed = Quote(**{**vars(x), 'id': f'{x.transcript_id}:{a}-{b}', 'start': a, 'end': b,
-                                    'text': x.text[span[0]:span[1]]})
-                head = [narrowed if h is x else h for h in head]
-                shown = [narrowed if h is x else h for h in shown]
-            top = head + top[8:]
-        top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
-        out[q.id] = (top, cited_answer(res.answer, shown, top) if res else None, stances)
-    return out
-
-def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
-    "Widen `span` of `text` to the whole sentences it touches."
-    sents = sentence_spans(text)
-    a = max((s for s, e in sents if s <= span[0]), default=span[0])
-    b = min((e for s, e in sents if e >= span[1]), default=span[1])
-    return a, b
-
-def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tuple[str, list[str]]]:
-    "The LLM's answer with passage ids `P3` turned into positions `[n]` of the shown quotes; None if it cites none of them."
-    from flexxray_nb.llm import passage_ids, passage_index
-    pos = {x.id: n for n, x in enumerate(top, 1)}
-    idx = {p: passage_index(p, len(shown)) for p in passage_ids(text)}
-    cite = {p: shown[i].id for p, i in idx.items() if i is not None and shown[i].id in pos}
-    if not cite: return None
-    text = re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text)
-    return text, list(dict.fromkeys(cite.values()))
-
-# %% ../nbs/06_analysis.ipynb #f2e57059
-def grid_llm_request(company: Company, d: dict, names: dict, s: Settings):
-    "The cheap-tier request for one call's grid row and the passages it shows, or (None, []) without candidates."
-    from flexxray_nb.llm import grid_request
-    asked = [g for g in company.grid if g.source != 'background']  # the background cell stays the expert's own words
-    cand = {k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()}
-    shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
-    return (grid_request(asked, shown, s.model_cheap, names, d['transcript']['file']) if shown else None), shown
-
-def apply_grid_answer(llm, row: dict, res, shown: list[Quote]):
-    "Put the model's cited cell answers into a grid row; a cell citing no shown passage keeps its offline answer."
-    from flexxray_nb.llm import passage_index
-    for cell in (res.cells if res else []):
-        if cell.question_id not in row: llm.quotes_rejected += 1; continue
-        ids = [i for i in (passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
-        if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
-        elif not cell.discussed: row[cell.question_id] = 'not discussed'
-
 # %% ../nbs/06_analysis.ipynb #2cad683a
 @dataclass
 class Analysis:
@@ -315,6 +155,9 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
     "Merge call digests into the company analysis: answers with cited quotes, stances, grid."
     s = settings or Settings()
     pool_size = max(300, 6 * s.max_quotes)
+    if llm is not None:  # the LLM stages load only when used
+        from flexxray_nb.hybrid import llm_rank, grid_llm_request, apply_grid_answer
+        from flexxray_nb.llm import BudgetExceeded, LLMError
     pools = {q.id: [] for q in company.questions}
     summaries, names, grid_rows, grid_inputs, n = [], {}, [], [], 0
     for d in digests:
@@ -335,7 +178,6 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
     ok = [t for t in summaries if t.ok]
     ranked = {}
     if llm is not None:
-        from flexxray_nb.llm import BudgetExceeded, LLMError
         try: ranked = llm_rank(llm, company, pool, names, s)
         except (BudgetExceeded, LLMError) as e: llm.budget_stop = str(e)  # the rest is answered offline, and said so
     answers, stance_rows = [], []
@@ -353,7 +195,6 @@ def combine(company: Company, digests, settings: Settings | None = None, llm=Non
                 stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
                                         stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
     if grid_inputs:
-        from flexxray_nb.llm import BudgetExceeded, LLMError
         try:
             cells = [f.result() if f else None for *_, f in grid_inputs]
             if s.mode != 'sync': cells = llm.run([req for _, req, _, _ in grid_inputs])

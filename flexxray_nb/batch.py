@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from .core import *
 from .parse import find_transcripts
 from .companies import Company, load_company, read_company, company_settings
-from .analysis import Analysis, combine, digest, duplicate_error, load_transcript
+from .quotes import duplicate_error, load_transcript
+from .analysis import Analysis, combine, digest
 from .export import results_dict, write_results, write_workbook
 
 # %% auto #0

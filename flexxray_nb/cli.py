@@ -9,7 +9,7 @@ from dataclasses import asdict
 from .core import *
 from .quotes import extract_quotes
 from .rank import rank_quotes, PassageIndex
-from .analysis import iter_transcripts
+from .quotes import iter_transcripts
 from .companies import list_companies, scaffold_company
 
 # %% auto #0
@@ -43,7 +43,7 @@ def ask_rankings(questions: list[str], quotes: list[Quote], top_k: int, settings
         index = PassageIndex([q.text for q in quotes])
         return [rank_quotes(q, quotes, top_k, index=index) for q in questions]
     from flexxray_nb.companies import Company, Question
-    from flexxray_nb.analysis import llm_rank
+    from flexxray_nb.hybrid import llm_rank
     from flexxray_nb.llm import LLM
     asked = Company('ask', pathlib.Path('.'), questions=[Question(f'q{i}', q) for i, q in enumerate(questions)])
     s = settings.model_copy(update={'max_quotes': top_k})

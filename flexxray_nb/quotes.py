@@ -6,10 +6,13 @@
 from __future__ import annotations
 import re
 from .core import *
+from .parse import read_transcript, find_transcripts
+from .roles import assign_roles
 
 # %% auto #0
 __all__ = ['FILLER', 'STOPWORDS', 'NOT_CONTENT', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans',
-           'extract_quotes']
+           'extract_quotes', 'transcript_overrides', 'load_transcript', 'duplicate_error', 'iter_transcripts',
+           'load_corpus']
 
 # %% ../nbs/03_quotes.ipynb #5a335f35
 _ABBREV = {'mr', 'mrs', 'ms', 'dr', 'prof', 'st', 'jr', 'sr', 'vs', 'etc', 'e.g', 'i.e', 'u.s', 'u.k', 'inc', 'co',
@@ -93,3 +96,33 @@ def extract_quotes(tr: Transcript, roles=('expert',), **kw) -> list[Quote]:
         for a, b in passage_spans(tr.text, t.start, t.end, **kw):
             quotes.append(Quote(f'{tr.id}:{a}-{b}', tr.id, tr.file, t.speaker, role, t.index, a, b, tr.text[a:b], question))
     return quotes
+
+# %% ../nbs/03_quotes.ipynb #9e71d4b1
+def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:
+    "The role overrides that apply to one transcript: keyed by its file path, its id, or '*' for every call."
+    o = overrides or {}
+    return {**o.get('*', {}), **o.get(tid, {}), **o.get(str(path), {})}
+
+def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None) -> Transcript:
+    "Read one transcript and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
+    s = settings or Settings()
+    tr = read_transcript(path, file)
+    return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
+
+def duplicate_error(first_file: str) -> str:
+    "The error of a transcript whose text repeats an earlier one."
+    return f'duplicate of {first_file} (identical text)'
+
+def iter_transcripts(paths, settings: Settings | None = None, overrides: dict | None = None):
+    "Transcripts (with roles) of `paths` in order; one repeating an earlier one's text carries an error instead."
+    seen = {}
+    for p in find_transcripts(paths):
+        tr = load_transcript(p, settings, overrides)
+        if tr.ok and tr.id in seen: tr = Transcript(tr.file, tr.id, tr.format, error=duplicate_error(seen[tr.id]))
+        elif tr.ok: seen[tr.id] = tr.file
+        yield tr
+
+def load_corpus(paths, settings: Settings | None = None, overrides: dict | None = None, roles=('expert',)):
+    "Transcripts (with roles) and their quotes; duplicates and unreadable files carry an error."
+    transcripts = list(iter_transcripts(paths, settings, overrides))
+    return transcripts, [q for tr in transcripts if tr.ok for q in extract_quotes(tr, roles)]

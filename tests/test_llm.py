@@ -4,9 +4,10 @@ import json
 import pytest
 from flexxray_nb.core import Settings
 from loopback import LoopbackServer, ManualClock
-from flexxray_nb.llm import LLM, PassageScores, BudgetExceeded, score_request
+from flexxray_nb.llm import LLM, BudgetExceeded
+from flexxray_nb.hybrid import PassageScores, score_request
 from flexxray_nb.companies import load_company
-from flexxray_nb.analysis import load_corpus
+from flexxray_nb.quotes import load_corpus
 from flexxray_nb.companies import company_settings
 from flexxray_nb.batch import run_company
 from flexxray_nb.parse import read_transcript
