@@ -10,7 +10,7 @@ from .parse import read_transcript, find_transcripts
 from .roles import assign_roles
 
 # %% auto #0
-__all__ = ['FILLER', 'STOPWORDS', 'NOT_CONTENT', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans',
+__all__ = ['FILLER', 'STOPWORDS', 'CONTRACTIONS', 'NOT_CONTENT', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans',
            'extract_quotes', 'transcript_overrides', 'load_transcript', 'duplicate_error', 'iter_transcripts',
            'load_corpus']
 
@@ -43,7 +43,16 @@ exactly absolutely totally great good fine thanks thank you know mean guess i th
 bye sorry correct true indeed definitely course kind sort just really actually basically'''.split())
 STOPWORDS = set('''a an and are as at be been but by can could did do does for from had has have he her his how i if
 in into is it its it's me my of on or our she that that's the their them then there these they this those to was we
-were what when where which who why will with would you your i'm i've we're they're there's don't didn't not'''.split())
+were what when where which who why will with would you your not about above across after against all also am any
+because before being below between both down during each few further here hers herself him himself into itself more
+most myself no nor off once only other ours ourselves out over own same should so some such than theirs themselves
+through too under until up very while whom whose yours yourself yourselves'''.split())
+# Contractions, and the same without the apostrophe (ranking drops apostrophes: "they're" becomes "theyre"), except
+# where that spells another word (we'll, she'll, he'll, I'll, can't, won't, she'd).
+CONTRACTIONS = set('''aren't can't couldn't didn't doesn't don't hadn't hasn't haven't he'd he'll he's i'd i'll i'm i've
+isn't it'd it'll it's let's mustn't shan't she'd she'll she's shouldn't that's there's they'd they'll they're they've
+we'd we'll we're we've weren't what's where's who's won't wouldn't you'd you'll you're you've wasn't'''.split())
+STOPWORDS |= CONTRACTIONS | {w.replace("'", '') for w in CONTRACTIONS} - {'well', 'hell', 'shell', 'ill', 'cant', 'wont', 'shed'}
 
 NOT_CONTENT = FILLER | STOPWORDS
 

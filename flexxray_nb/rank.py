@@ -17,9 +17,9 @@ from .quotes import STOPWORDS, sentence_spans
 from .roles import person_key
 
 # %% auto #0
-__all__ = ['stem', 'tokenize', 'query_tokens', 'question_terms', 'speaker_names', 'find_speakers', 'PassageIndex', 'unit',
-           'RankWeights', 'diversify', 'spread', 'sentence_windows', 'lead_in', 'TurnIndex', 'rank_turns',
-           'rank_quotes']
+__all__ = ['QUESTION_WORDS', 'stem', 'plain_words', 'tokenize', 'query_tokens', 'question_terms', 'unaccent', 'speaker_names',
+           'find_speakers', 'PassageIndex', 'unit', 'RankWeights', 'diversify', 'spread', 'sentence_windows', 'lead_in',
+           'TurnIndex', 'rank_turns', 'rank_quotes']
 
 # %% ../nbs/04_rank.ipynb #03156cd9
 _INFLECTIONS = (('ies', 'y', 3), ('sses', 'ss', 2), ('ing', '', 3), ('edly', '', 4), ('ed', '', 3), ('ly', '', 4),
@@ -31,7 +31,7 @@ _DOUBLED = re.compile(r'([bdfgmnprt])\1$')  # planned -> plann -> plan
 
 @lru_cache(maxsize=1 << 17)  # a corpus has far fewer distinct words than tokens
 def stem(w: str) -> str:
-    "A light English stemmer: one inflection, one derivation and a final e, each only if 3 to 4 letters remain."
+    "A light English stemmer: one inflection, one derivation and a final e, each only if enough letters remain."
     for suf, rep, keep in _INFLECTIONS:
         if w.endswith(suf) and len(w) - len(suf) >= keep:
             if (suf == 's' and w.endswith(('ss', 'us', 'is'))) or (suf == 'ed' and w.endswith('eed')): break
@@ -39,22 +39,22 @@ def stem(w: str) -> str:
             if suf in ('ing', 'ed', 'edly'): w = _DOUBLED.sub(r'\1', w)
             break
     for suf in _DERIVATIONS:
-        if w.endswith(suf) and len(w) - len(suf) >= 4:
+        if w.endswith(suf) and len(w) - len(suf) >= 5:
             w = w[:-len(suf)]
             break
     return w[:-1] if w.endswith('e') and len(w) >= 5 else w
 
-def _words(text: str) -> list[str]:
+def plain_words(text: str) -> list[str]:
     "Lower-case words of `text`, possessive 's and apostrophes dropped."
     text = re.sub(r"'s\b", '', text.lower().replace('’', "'"))
     return re.findall(r"[a-z0-9]+", text.replace("'", ''))
 
 def tokenize(text: str, drop=STOPWORDS) -> list[str]:
     "Stemmed content tokens of `text`."
-    return [stem(w) for w in _words(text) if w not in drop and len(w) > 1]
+    return [stem(w) for w in plain_words(text) if w not in drop and len(w) > 1]
 
 # %% ../nbs/04_rank.ipynb #1b982cb5
-_QUESTION_WORDS = set('''what how does do did which who whom whose when where is are can could would should say said
+QUESTION_WORDS = set('''what how does do did which who whom whose when where is are can could would should say said
 says tell about evidence shows summarize summarise summary discussion discussions discuss discussed discussing talk
 talked talking think thought thoughts opinion opinions meeting mention mentioned react reacted reaction respond
 responded comment comments commented suggest suggested ask asked explain explained explanation regarding concerning
@@ -62,7 +62,7 @@ toward towards'''.split())
 
 def query_tokens(question: str, synonyms=()) -> list[str]:
     "Tokens of a question (question words and boilerplate dropped) and its synonyms."
-    return tokenize(' '.join([question, *synonyms]), STOPWORDS | _QUESTION_WORDS)
+    return tokenize(' '.join([question, *synonyms]), STOPWORDS | QUESTION_WORDS)
 
 def question_terms(question: str, synonyms=()) -> dict[str, float]:
     "The question's tokens with their weights: how often each occurs in the question and its synonyms."
@@ -72,13 +72,13 @@ def question_terms(question: str, synonyms=()) -> dict[str, float]:
 _MEMBER_SUFFIXES = {'am', 'ms', 'mp', 'msp', 'mla', 'mpp', 'td', 'mep'}
 _TITLES = {'mr', 'mrs', 'ms', 'miss', 'dr', 'prof', 'professor', 'sir', 'dame', 'lord', 'lady', 'hon', 'minister'}
 
-def _fold(s: str) -> str:
+def unaccent(s: str) -> str:
     "`s` without accents."
     return ''.join(c for c in unicodedata.normalize('NFKD', s) if not unicodedata.combining(c))
 
 def speaker_names(label: str) -> list[str]:
     "The lower-case words that name the person behind a speaker label."
-    words = _words(_fold(person_key(label)))
+    words = plain_words(unaccent(person_key(label)))
     while len(words) > 1 and words[-1] in _MEMBER_SUFFIXES: words.pop()
     return words if len(''.join(words)) >= 3 and not (len(words) == 1 and words[0] in STOPWORDS) else []
 
@@ -89,7 +89,7 @@ def _similar(a: str, b: str) -> bool:
 
 def find_speakers(question: str, labels) -> tuple[set[str], str]:
     "The speaker labels `question` names, and the question with their names (and member suffixes) taken out."
-    words = re.findall(r"[A-Za-z0-9]+", _fold(re.sub(r"['’]s\b", '', question)).replace("'", ''))
+    words = re.findall(r"[A-Za-z0-9]+", unaccent(re.sub(r"['’]s\b", '', question)).replace("'", ''))
     low = [w.lower() for w in words]
     def said(name, starts):
         return next((i for i in starts if all(_similar(low[i + k], n) for k, n in enumerate(name))), None)
