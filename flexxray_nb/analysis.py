@@ -5,19 +5,18 @@ each expert's stance, per question."""
 
 # %% ../nbs/09_analysis.ipynb #ca839993
 from __future__ import annotations
-import dataclasses, pathlib, re
-from dataclasses import dataclass, field
+import dataclasses, heapq, pathlib, re
+from dataclasses import dataclass, field, replace
 import pandas as pd
 from .core import *
 from .companies import Question, Company
-from .quotes import extract_quotes, sentence_spans, load_corpus
-from .rank import PassageIndex
-from .evidence import rank_for_question
+from .quotes import extract_quotes, sentence_spans, load_corpus, lead_sentences
+from .evidence import CorpusStats, Evidence, Postings, find_evidence, question_evidence, quote_cell, no_cell, cell_text
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'NO_EVIDENCE', 'expert_display', 'tone', 'hedging', 'stance',
-           'lead_sentences', 'extractive_answer', 'transcript_summary', 'digest', 'background', 'summary_transcript',
-           'Analysis', 'combine', 'analyze']
+__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'expert_display', 'tone', 'hedging', 'stance', 'not_discussed',
+           'extractive_answer', 'transcript_summary', 'background', 'grid_row', 'digest', 'summary_transcript',
+           'Analysis', 'Pools', 'answer_question', 'stance_rows', 'combine', 'analyse_calls', 'ask_calls']
 
 # %% ../nbs/09_analysis.ipynb #bcb4d979
 def expert_display(tr: Transcript, speaker: str) -> str:
@@ -63,21 +62,11 @@ def stance(texts: list[str]) -> str:
     return 'contradicts' if pushes * 2 >= len(texts) else 'mixed'
 
 # %% ../nbs/09_analysis.ipynb #348082c4
-NO_EVIDENCE = 'No evidence: none of the {n} calls analysed discusses this question.'
-
-def lead_sentences(q: Quote, max_words: int = 45) -> str:
-    "The opening whole sentences of a quote, up to about `max_words` words (verbatim)."
-    out = ''
-    for a, b in sentence_spans(q.text):
-        if out and len((q.text[:b]).split()) > max_words: break
-        out = q.text[:b]
-    return out
+def not_discussed(reason: str) -> str: return f'Not discussed: {reason}.'
 
 def extractive_answer(quotes: list[Quote], names: dict, n_calls: int) -> tuple[str, list[str]]:
     "An answer quoting the lead sentences of the top quote of up to three experts, and the ids it cites."
-    if not quotes: return NO_EVIDENCE.format(n=n_calls), []
     experts = {(x.file, x.speaker) for x in quotes}
-    calls = {x.file for x in quotes}
     parts, cited, seen = [], [], set()
     for i, x in enumerate(quotes, 1):
         if (x.file, x.speaker) in seen: continue
@@ -85,7 +74,8 @@ def extractive_answer(quotes: list[Quote], names: dict, n_calls: int) -> tuple[s
         parts.append(f'{names.get((x.file, x.speaker), x.speaker)}: “{lead_sentences(x)}” [{i}]')
         cited.append(x.id)
         if len(parts) == 3: break
-    head = f'{len(experts)} expert{"s" * (len(experts) != 1)} in {len(calls)} of {n_calls} calls speak to this.'
+    head = (f'{len(experts)} expert{"s" * (len(experts) != 1)} in {len({x.file for x in quotes})} of {n_calls} '
+            f'call{"s" * (n_calls != 1)} speak to this.')
     return ' '.join([head] + parts), cited
 
 # %% ../nbs/09_analysis.ipynb #99017b97
@@ -94,27 +84,32 @@ def transcript_summary(tr: Transcript) -> dict:
     return dict(file=tr.file, id=tr.id, format=tr.format, metadata=tr.metadata, error=tr.error, warnings=tr.warnings,
                 speakers=[dataclasses.asdict(s) for s in tr.speakers], turns=len(tr.turns), words=len(tr.text.split()))
 
+def background(quotes: list[Quote]) -> Evidence:
+    "The expert's first substantive passage (calls open with 'tell us about your background')."
+    first = next((q for q in quotes if len(q.text.split()) >= 12), None)
+    return Evidence('background', bool(first), 'the expert says nothing substantive', [first] if first else [])
+
+def grid_row(quotes: list[Quote], company: Company, pm: Postings, stats: CorpusStats) -> tuple[dict, dict]:
+    "One call's grid cells (the expert's own words, or not discussed, by this call's verdict) and the passages behind each."
+    cells, shown = {}, {}
+    for g in company.grid:  # ranked whatever the verdict, so a model can read passages that use other words
+        ev = background(quotes) if g.source == 'background' else question_evidence(g, quotes, 3, stats, [company.name], pm, gate=False)
+        cells[g.id] = quote_cell(ev.quotes[0]) if ev.found else no_cell(ev.reason)
+        shown[g.id] = [dataclasses.asdict(x) for x in ev.quotes]
+    return cells, shown
+
 def digest(tr: Transcript, company: Company, settings: Settings | None = None) -> dict:
     "Everything the company analysis needs from one call, as JSON-able data."
-    d = dict(transcript=transcript_summary(tr), names={}, candidates={}, grid={})
-    if not tr.ok: return d
-    mine = extract_quotes(tr)
+    d = dict(transcript=transcript_summary(tr), names={}, stats=CorpusStats().to_dict(), candidates={}, grid={})
+    mine = extract_quotes(tr) if tr.ok else []
     d['names'] = {s.name: expert_display(tr, s.name) for s in tr.speakers if s.role == 'expert'}
     if not mine: return d
-    index = PassageIndex([q.text for q in mine])
-    for q in company.questions:
-        d['candidates'][q.id] = [dict(vars(x)) for x in rank_for_question(q, mine, 40, index, company.generic_terms, min_strength=1)]
-    d['grid_candidates'] = {}
-    for g in company.grid:
-        top = background(tr, mine) if g.source == 'background' else rank_for_question(g, mine, 3, index, company.generic_terms)
-        d['grid'][g.id] = f'{lead_sentences(top[0])} [{top[0].id}]' if top else 'not discussed'
-        d['grid_candidates'][g.id] = [dict(vars(x)) for x in top]
+    pm = Postings(mine); stats = pm.stats()
+    d['stats'] = stats.to_dict()
+    d['candidates'] = {q.id: [dataclasses.asdict(x) for x in question_evidence(q, mine, 40, stats, [company.name], pm, gate=False).quotes]
+                       for q in company.questions}
+    d['grid'], d['grid_candidates'] = grid_row(mine, company, pm, stats)
     return d
-
-def background(tr: Transcript, quotes: list[Quote]) -> list[Quote]:
-    "The expert's first substantive passage (calls open with 'tell us about your background'), as a one-item list."
-    first = next((q for q in quotes if len(q.text.split()) >= 12), None)
-    return [first] if first else []
 
 def summary_transcript(d: dict) -> Transcript:
     "A lightweight Transcript (no text) from a digest's summary."
@@ -133,9 +128,10 @@ class Analysis:
     stances: pd.DataFrame
 
     def answers_df(self) -> pd.DataFrame:
-        "One row per question: category, question, evidence, answer, how many quotes and experts."
+        "One row per question: category, question, evidence, reason, answer and who wrote it, quotes and experts."
         return pd.DataFrame([dict(category=a['category'], id=a['id'], question=a['question'], evidence=a['evidence'],
-                                  quotes=len(a['quotes']), experts=len({(x['file'], x['speaker']) for x in a['quotes']}),
+                                  reason=a.get('reason', ''), quotes=len(a['quotes']),
+                                  experts=len({(x['file'], x['speaker']) for x in a['quotes']}), answer_by=a['answer_by'],
                                   answer=a['answer']) for a in self.answers])
 
     def quotes_df(self) -> pd.DataFrame:
@@ -143,66 +139,111 @@ class Analysis:
         return pd.DataFrame([dict(question_id=a['id'], category=a['category'], rank=i, **x)
                              for a in self.answers for i, x in enumerate(a['quotes'], 1)])
 
+    def grid_df(self) -> pd.DataFrame:
+        "The grid as text: the expert's words in quotation marks, model-written cells marked, or 'not discussed'."
+        return self.grid.apply(lambda col: col.map(cell_text) if col.name not in ('file', 'expert') else col)
+
 def _quote_row(x: Quote, names) -> dict:
     "A quote as results.json shows it."
     return dict(id=x.id, file=x.file, speaker=x.speaker, expert=names.get((x.file, x.speaker), x.speaker), start=x.start,
                 end=x.end, text=x.text, score=x.score, context=x.context, tone=tone(x.text), hedging=hedging(x.text))
 
-# %% ../nbs/09_analysis.ipynb #73b141b2
-import heapq
+# %% ../nbs/09_analysis.ipynb #cf2b55b0
+@dataclass
+class Pools:
+    "What `combine` keeps of the digests streaming past: bounded candidate pools, run statistics, names, grid rows."
+    company: Company
+    size: int
+    pools: dict = field(default_factory=dict)
+    stats: CorpusStats = field(default_factory=CorpusStats)
+    transcripts: list = field(default_factory=list)
+    names: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    seen: int = 0
+    everything: list | None = None   # passages in memory (ad-hoc questions): every question's pool is all of them
 
-def combine(company: Company, digests, settings: Settings | None = None, llm=None) -> Analysis:
-    "Merge call digests into the company analysis: answers with cited quotes, stances, grid."
-    s = settings or Settings()
-    pool_size = max(300, 6 * s.max_quotes)
-    if llm is not None:  # the LLM stages load only when used
-        from flexxray_nb.hybrid import llm_rank, grid_llm_request, apply_grid_answer
-        from flexxray_nb.llm import BudgetExceeded, LLMError
-    pools = {q.id: [] for q in company.questions}
-    summaries, names, grid_rows, grid_inputs, n = [], {}, [], [], 0
-    for d in digests:
-        tr = summary_transcript(d); summaries.append(tr)
-        if not tr.ok: continue
-        names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
+    def add(self, d: dict) -> bool:
+        "Take in one call's digest; whether the call was read."
+        tr = summary_transcript(d); self.transcripts.append(tr)
+        if not tr.ok: return False
+        self.stats += CorpusStats.from_dict(d['stats'])
+        self.names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
         expert = tr.metadata.get('expert_name') or next(iter(d['names'].values()), '')  # no header: the expert's label
-        grid_rows.append(dict(file=tr.file, expert=expert, **d['grid']))
-        if llm is not None:
-            req, shown = grid_llm_request(company, d, names, s)
-            if req is not None:  # sync: sent now, answered while later calls are read; batch: sent with the others
-                grid_inputs.append((grid_rows[-1], req, shown, llm.submit(req) if s.mode == 'sync' else None))
+        self.rows.append(dict(file=tr.file, expert=expert, **d['grid']))
         for qid, cands in d['candidates'].items():
+            heap = self.pools.setdefault(qid, [])
             for c in cands:
-                heapq.heappush(pools[qid], (c['score'], n, c)); n += 1
-                if len(pools[qid]) > pool_size: heapq.heappop(pools[qid])
-    pool = {qid: [Quote(**c) for _, _, c in sorted(h, key=lambda e: (-e[0], e[1]))] for qid, h in pools.items()}
-    ok = [t for t in summaries if t.ok]
-    ranked = {}
-    if llm is not None:
-        try: ranked = llm_rank(llm, company, pool, names, s)
-        except (BudgetExceeded, LLMError) as e: llm.budget_stop = str(e)  # the rest is answered offline, and said so
-    answers, stance_rows = [], []
-    for q in company.questions:
-        if q.id in ranked: top, llm_answer, llm_stance = ranked[q.id]
-        else:
-            top, llm_answer, llm_stance = rank_for_question(q, pool[q.id], s.max_quotes, None, company.generic_terms), None, {}
-        answer, cited = llm_answer or extractive_answer(top, names, len(ok))
-        answers.append(dict(id=q.id, category=q.category, question=q.question, answer=answer,
-                            evidence='found' if top else 'none', citations=cited, quotes=[_quote_row(x, names) for x in top]))
-        for t in ok:
-            for sp in (x for x in t.speakers if x.role == 'expert'):
-                texts = [x.text for x in top if x.transcript_id == t.id and x.speaker == sp.name]
-                st = llm_stance.get((t.file, sp.name)) if texts else None
-                stance_rows.append(dict(question_id=q.id, file=t.file, expert=names.get((t.file, sp.name), sp.name),
-                                        stance=st or stance(texts), quotes=len(texts), judged_by='llm' if st else 'lexicon'))
-    if grid_inputs:
-        try:
-            cells = [f.result() if f else None for *_, f in grid_inputs]
-            if s.mode != 'sync': cells = llm.run([req for _, req, _, _ in grid_inputs])
-        except (BudgetExceeded, LLMError) as e: llm.budget_stop, cells = str(e), []
-        for (row, _, shown, _), res in zip(grid_inputs, cells): apply_grid_answer(llm, row, res, shown)
-    grid = pd.DataFrame(grid_rows, columns=['file', 'expert'] + [g.id for g in company.grid]).fillna('not discussed')
-    return Analysis(company, summaries, answers, grid, pd.DataFrame(stance_rows))
+                heapq.heappush(heap, (c['score'], self.seen, c)); self.seen += 1
+                if len(heap) > self.size: heapq.heappop(heap)
+        return True
 
-def analyze(company: Company, transcripts: list[Transcript], settings: Settings | None = None, llm=None) -> Analysis:
+    def pool(self, qid: str) -> list[Quote]:
+        "A question's candidates, strongest first."
+        if self.everything is not None: return self.everything
+        return [Quote(**c) for _, _, c in sorted(self.pools.get(qid, []), key=lambda e: (-e[0], e[1]))]
+
+    @property
+    def calls(self) -> list[Transcript]: return [t for t in self.transcripts if t.ok]
+
+    def grid(self) -> pd.DataFrame:
+        "The grid, one row per call read."
+        cols = ['file', 'expert'] + [g.id for g in self.company.grid]
+        return pd.DataFrame(self.rows, columns=cols).apply(lambda c: c.map(lambda v: v if v == v else no_cell()))
+
+# %% ../nbs/09_analysis.ipynb #b9d47cc2
+def answer_question(q, acc: Pools, s: Settings, ranked=None) -> tuple[dict, list[Quote], dict]:
+    "A question's answer (verdict, reason, answer, who wrote it, quotes), its quotes and the model's stances."
+    if ranked is not None: ev, answer, stances = ranked
+    else: ev, answer, stances = question_evidence(q, acc.pool(q.id), s.max_quotes, acc.stats, [acc.company.name]), None, {}
+    text, cited = answer or (extractive_answer(ev.quotes, acc.names, len(acc.calls)) if ev.found else (not_discussed(ev.reason), []))
+    row = dict(id=q.id, category=q.category, question=q.question, answer=text, answer_by='model' if answer else 'quotes',
+               evidence='found' if ev.found else 'none', reason=ev.reason, citations=cited,
+               quotes=[_quote_row(x, acc.names) for x in ev.quotes])
+    return row, ev.quotes, stances
+
+def stance_rows(q, top: list[Quote], acc: Pools, llm_stances: dict) -> list[dict]:
+    "Every expert's stance on a question, from their quotes (the model's reading when it gave one)."
+    rows = []
+    for t in acc.calls:
+        for sp in (x for x in t.speakers if x.role == 'expert'):
+            texts = [x.text for x in top if x.transcript_id == t.id and x.speaker == sp.name]
+            st = llm_stances.get((t.file, sp.name)) if texts else None
+            rows.append(dict(question_id=q.id, file=t.file, expert=acc.names.get((t.file, sp.name), sp.name),
+                             stance=st or stance(texts), quotes=len(texts), judged_by='model' if st else 'lexicon'))
+    return rows
+
+# %% ../nbs/09_analysis.ipynb #73b141b2
+def combine(company: Company, digests, settings: Settings | None = None, llm=None) -> Analysis:
+    "Merge call digests into the company analysis: verdicts, answers with cited quotes, stances, grid."
+    s = settings or Settings()
+    acc = Pools(company, max(300, 6 * s.max_quotes))
+    grid_llm = None
+    if llm is not None:  # the LLM stages load only when used
+        from flexxray_nb.hybrid import GridRequests, llm_answers
+        grid_llm = GridRequests(llm, company, s)
+    for d in digests:
+        if acc.add(d) and grid_llm: grid_llm.send(acc.rows[-1], d, acc.names)
+    ranked = llm_answers(llm, company, acc, s) if llm is not None else {}
+    answers, stances = [], []
+    for q in company.questions:
+        row, top, llm_stances = answer_question(q, acc, s, ranked.get(q.id))
+        answers.append(row); stances += stance_rows(q, top, acc, llm_stances)
+    if grid_llm: grid_llm.finish()
+    return Analysis(company, acc.transcripts, answers, acc.grid(), pd.DataFrame(stances))
+
+def analyse_calls(company: Company, transcripts: list[Transcript], settings: Settings | None = None, llm=None) -> Analysis:
     "The company analysis of transcripts already in memory."
     return combine(company, (digest(t, company, settings) for t in transcripts), settings, llm)
+
+# %% ../nbs/09_analysis.ipynb #3fb3536d
+def ask_calls(questions: list[str], quotes: list[Quote], top_k: int = 10, settings: Settings | None = None, llm=None,
+              postings: Postings | None = None) -> list[Evidence]:
+    "The evidence for each of `questions` in `quotes` (the best `top_k` across all calls), with the model when `llm` is given."
+    s = (settings or Settings()).model_copy(update={'max_quotes': top_k})
+    pm = postings or Postings(quotes); stats = pm.stats()
+    local = lambda q: find_evidence(q, quotes, stats, top_k, postings=pm)
+    if llm is None: return [local(q) for q in questions]
+    from flexxray_nb.hybrid import llm_answers
+    company = Company('questions', pathlib.Path('.'), questions=[Question(f'q{i}', q) for i, q in enumerate(questions)])
+    ranked = llm_answers(llm, company, Pools(company, 0, stats=stats, everything=quotes), s)
+    return [ranked[q.id][0] if q.id in ranked else local(q.question) for q in company.questions]

@@ -8,12 +8,12 @@ import argparse, json, os, sys, pathlib
 from dataclasses import asdict
 from .core import *
 from .quotes import extract_quotes
-from .rank import rank_quotes, PassageIndex
+from .analysis import ask_calls
 from .quotes import iter_transcripts
 from .companies import list_companies, scaffold_company
 
 # %% auto #0
-__all__ = ['transcript_json', 'cmd_parse', 'ask_rankings', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
+__all__ = ['transcript_json', 'cmd_parse', 'ask_json', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
            'cmd_new_company', 'build_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #47d1a602
@@ -37,21 +37,14 @@ def cmd_parse(args, settings) -> int:
     return 1 if failed == n else 0
 
 # %% ../nbs/15_cli.ipynb #4586c84d
-def ask_rankings(questions: list[str], quotes: list[Quote], top_k: int, settings: Settings) -> list[list[Quote]]:
-    "The top quotes for each question, with the settings' backend."
-    if settings.backend != 'openai':
-        index = PassageIndex([q.text for q in quotes])
-        return [rank_quotes(q, quotes, top_k, index=index) for q in questions]
-    from flexxray_nb.companies import Company, Question
-    from flexxray_nb.hybrid import llm_rank
-    from flexxray_nb.llm import LLM
-    asked = Company('ask', pathlib.Path('.'), questions=[Question(f'q{i}', q) for i, q in enumerate(questions)])
-    s = settings.model_copy(update={'max_quotes': top_k})
-    ranked = llm_rank(LLM(s), asked, {q.id: quotes for q in asked.questions}, {}, s)
-    return [ranked[q.id][0][:top_k] for q in asked.questions]
+def ask_json(question: str, ev) -> list[dict]:
+    "The JSON lines `flexxray ask` prints for one question: its quotes, or one object saying it is not discussed and why."
+    if not ev.found: return [dict(question=question, evidence='none', reason=ev.reason)]
+    return [dict(question=question, rank=rank, score=q.score, file=q.file, speaker=q.speaker, role=q.role, start=q.start,
+                 end=q.end, text=q.text, evidence='found', id=q.id, context=q.context) for rank, q in enumerate(ev.quotes, 1)]
 
 def cmd_ask(args, settings) -> int:
-    "Print the top quotes per question as JSON lines."
+    "Print the top quotes per question (or why it is not discussed) as JSON lines."
     roles = ('expert',) if args.role == 'expert' else ('interviewer', 'expert', 'other')
     quotes, n, failed = [], 0, 0
     for tr in iter_transcripts(args.paths, settings):
@@ -59,10 +52,12 @@ def cmd_ask(args, settings) -> int:
         if tr.error: print(f'flexxray: {tr.file}: {tr.error}', file=sys.stderr)
         else: quotes += extract_quotes(tr, roles)
     if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
-    for question, ranked in zip(args.question, ask_rankings(args.question, quotes, args.top_k, settings)):
-        for rank, q in enumerate(ranked, 1):
-            print(json.dumps(dict(question=question, rank=rank, score=q.score, file=q.file, speaker=q.speaker, role=q.role,
-                                  start=q.start, end=q.end, text=q.text, id=q.id, context=q.context), ensure_ascii=False))
+    llm = None
+    if settings.backend == 'openai':
+        from flexxray_nb.llm import LLM
+        llm = LLM(settings)
+    for question, ev in zip(args.question, ask_calls(args.question, quotes, args.top_k, settings, llm)):
+        for row in ask_json(question, ev): print(json.dumps(row, ensure_ascii=False))
     return 1 if failed == n else 0
 
 # %% ../nbs/15_cli.ipynb #aef1dca4

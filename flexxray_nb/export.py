@@ -88,7 +88,8 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
         if ans['category'] not in categories: continue
         for i, x in enumerate(ans['quotes'] or [None], 1):
             rows.append(dict(category=ans['category'], question=ans['question'], evidence=ans['evidence'],
-                             answer=ans['answer'] if i == 1 else '', rank=i if x else None,
+                             answer=ans['answer'] if i == 1 else '', answer_by=ans['answer_by'] if i == 1 else '',
+                             reason=ans.get('reason', '') if i == 1 else '', rank=i if x else None,
                              expert=x['expert'] if x else '', quote=x['text'] if x else '',
                              score=x['score'] if x else None, file=x['file'] if x else '',
                              start=x['start'] if x else None, end=x['end'] if x else None))
@@ -107,7 +108,7 @@ def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: 
     write_sheet(wb, 'Quotes Summary', qs[cols] if len(qs) else qs, wide | {'context': 50})
     write_sheet(wb, 'Transcripts', transcripts_df(a.transcripts), {'file': 50})
     write_sheet(wb, 'Speakers', speakers_df([t for t in a.transcripts if t.ok]), {'file': 50, 'evidence': 60})
-    write_sheet(wb, 'Grid', a.grid, {c: 50 for c in a.grid.columns})
+    write_sheet(wb, 'Grid', a.grid_df(), {c: 50 for c in a.grid.columns})
     write_sheet(wb, 'Stances', a.stances)
     write_sheet(wb, 'Costs', ledger if ledger is not None and len(ledger) else pd.DataFrame(columns=['model', 'calls', 'cost_usd']))
     err = errors if errors is not None else pd.DataFrame([dict(file=t.file, error=t.error) for t in a.transcripts if not t.ok],

@@ -6,19 +6,21 @@ ranking (lexical, semantic, cheap and strong tiers) and per-call grid that use t
 # %% ../nbs/08_hybrid.ipynb #ff8e4df7
 from __future__ import annotations
 import difflib, re
+from dataclasses import replace
 from typing import Optional
 from pydantic import BaseModel, Field
 from .core import *
 from .quotes import sentence_spans
 from .rank import diversify
 from .companies import Company
-from .evidence import rank_for_question, evidence_strength, evidence_terms
+from .evidence import Evidence, question_evidence, model_cell, no_cell
 from .llm import LLMRequest
 
 # %% auto #0
 __all__ = ['SYSTEM', 'ground', 'PassageScore', 'PassageScores', 'KeyQuote', 'RefinedAnswer', 'passages_block', 'score_request',
            'refine_request', 'GridCell', 'GridAnswers', 'grid_request', 'passage_index', 'passage_ids', 'rrf',
-           'llm_rank', 'whole_sentences', 'cited_answer', 'grid_llm_request', 'apply_grid_answer']
+           'fused_candidates', 'judged', 'refined', 'llm_answers', 'whole_sentences', 'cited_answer',
+           'grid_llm_request', 'apply_grid_answer', 'GridRequests']
 
 # %% ../nbs/08_hybrid.ipynb #4edaf47c
 _TRANS = str.maketrans({'“': '"', '”': '"', '‘': "'", '’': "'", '–': '-', '—': '-', '…': '.'})
@@ -60,6 +62,7 @@ def ground(quote: str, source: str, threshold: float = 0.85, lo: int = 0, hi: in
 class PassageScore(BaseModel):
     "The cheap tier's judgement of one passage."
     passage_id: str = Field(description='the id of the passage, e.g. P3')
+    answers: bool = Field(description='true only if the passage itself answers the question (not just shares words with it)')
     score: int = Field(ge=0, le=10, description='0 = irrelevant, 10 = directly answers the question with specifics')
     reason: str = Field(description='one short sentence')
 
@@ -93,8 +96,9 @@ def passages_block(quotes, names: dict | None = None) -> str:
 
 def score_request(question: str, quotes, model: str, names=None, stage='score') -> LLMRequest:
     "The cheap tier: score every passage for the question."
-    user = (f'Passages:\n{passages_block(quotes, names)}\n\nScore each passage 0-10 for how well it answers the question '
-            f'with specific evidence, with a one-sentence reason.\nQuestion: {question}')
+    user = (f'Passages:\n{passages_block(quotes, names)}\n\nFor each passage, say whether it answers the question (true only '
+            f'if it does, not if it merely shares words with it), score 0-10 how well, with a one-sentence reason.\n'
+            f'Question: {question}')
     return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], PassageScores,
                       max_tokens=60 * len(quotes) + 50, stage=stage)
 
@@ -142,59 +146,74 @@ def rrf(*orders, k: int = 60) -> dict:
         for r, item in enumerate(order): score[item] = score.get(item, 0.0) + 1 / (k + r + 1)
     return score
 
-def llm_rank(llm, company: Company, pool: dict, names: dict, s: Settings) -> dict:
-    "Per question id: (ranked quotes, the strong tier's answer or None, {(file, speaker): stance}), from candidate pools."
-    cands = {q.id: rank_for_question(q, pool[q.id], 40, None, company.generic_terms, min_strength=1) for q in company.questions}
+def fused_candidates(llm, questions, cands: dict, top: int = 30) -> dict:
+    "Each question's candidates, lexical and semantic orders fused, at most `top`."
     pool = list({x.id: x for c in cands.values() for x in c}.values())
-    if pool:
-        vecs = llm.embed([x.text for x in pool] + [q.question for q in company.questions])
-        row = {x.id: i for i, x in enumerate(pool)}
-        qvec = dict(zip([q.id for q in company.questions], vecs[len(pool):]))
-        for q in company.questions:
-            sem = sorted(cands[q.id], key=lambda x: -float(vecs[row[x.id]] @ qvec[q.id]))
-            fused = rrf([x.id for x in cands[q.id]], [x.id for x in sem])
-            cands[q.id] = sorted(cands[q.id], key=lambda x: -fused[x.id])[:30]
-    asked = [q for q in company.questions if cands[q.id]]
-    scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, names) for q in asked])
-    out = {q.id: ([], None, {}) for q in company.questions}
-    keep = {}
-    for q, res in zip(asked, scored):
-        c = cands[q.id]
-        if res is None:  # the tier failed: fall back to the fused order, evidence rule as offline
-            keep[q.id] = [x for x in c if evidence_strength(x.text, evidence_terms(q, company.generic_terms)) >= 2]; continue
-        score = {}
-        for it in res.items:
-            i = passage_index(it.passage_id, len(c))
-            if i is None: llm.quotes_rejected += 1
-            else: score[c[i].id] = it.score
-        keep[q.id] = [Quote(**{**vars(x), 'score': round(score[x.id] / 10, 3)})
-                      for x in sorted(c, key=lambda x: -score.get(x.id, -1)) if score.get(x.id, 0) >= 3]
-    refine = [q for q in asked if keep.get(q.id)]
-    refined = llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, names) for q in refine])
-    for q, res in zip(refine, refined):
-        top, stances, shown = keep[q.id], {}, keep[q.id][:8]
-        if res is not None:
-            head = list(shown)
-            order = [i for i in (passage_index(p, len(head)) for p in res.ranking) if i is not None]
-            head = [head[i] for i in dict.fromkeys(order)] + [x for i, x in enumerate(head) if i not in order]
-            for kq in res.key_quotes:
-                i = passage_index(kq.passage_id, len(shown))
-                if i is None: llm.quotes_rejected += 1; continue
-                x = shown[i]
-                span = ground(kq.quote, x.text)  # within the passage, which is itself an exact span
-                if span is None: llm.quotes_rejected += 1; continue
-                span = whole_sentences(x.text, span)  # a quote is whole sentences, never a fragment
-                if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
-                a, b = x.start + span[0], x.start + span[1]
-                narrowed = Quote(**{**vars(x), 'id': f'{x.transcript_id}:{a}-{b}', 'start': a, 'end': b,
-                                    'text': x.text[span[0]:span[1]]})
-                head = [narrowed if h is x else h for h in head]
-                shown = [narrowed if h is x else h for h in shown]
-            top = head + top[8:]
-        top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
-        out[q.id] = (top, cited_answer(res.answer, shown, top) if res else None, stances)
+    if not pool: return cands
+    vecs = llm.embed([x.text for x in pool] + [q.question for q in questions])
+    row, qvec = {x.id: i for i, x in enumerate(pool)}, dict(zip([q.id for q in questions], vecs[len(pool):]))
+    out = {}
+    for q in questions:
+        sem = sorted(cands[q.id], key=lambda x: -float(vecs[row[x.id]] @ qvec[q.id]))
+        fused = rrf([x.id for x in cands[q.id]], [x.id for x in sem])
+        out[q.id] = sorted(cands[q.id], key=lambda x: -fused[x.id])[:top]
     return out
 
+def judged(llm, res, shown: list[Quote]) -> list[Quote]:
+    "The passages the cheap tier judged to answer the question, best first, scored 0-1."
+    score = {}
+    for it in res.items:
+        i = passage_index(it.passage_id, len(shown))
+        if i is None: llm.reject_quote()
+        elif it.answers: score[shown[i].id] = it.score
+    return [replace(x, score=round(score[x.id] / 10, 3)) for x in sorted(shown, key=lambda x: -score.get(x.id, -1)) if x.id in score]
+
+# %% ../nbs/08_hybrid.ipynb #cb11b0ea
+def refined(llm, res, shown: list[Quote], rest: list[Quote]) -> tuple[list[Quote], dict]:
+    "The strong tier's order of the shown passages, its key sentences grounded (whole sentences), and its stances."
+    order = [i for i in (passage_index(p, len(shown)) for p in res.ranking) if i is not None]
+    head = [shown[i] for i in dict.fromkeys(order)] + [x for i, x in enumerate(shown) if i not in order]
+    stances = {}
+    for kq in res.key_quotes:
+        i = passage_index(kq.passage_id, len(shown))
+        span = ground(kq.quote, shown[i].text) if i is not None else None  # within the passage, itself an exact span
+        if span is None: llm.reject_quote(); continue
+        x, (a, b) = shown[i], whole_sentences(shown[i].text, span)  # a quote is whole sentences, never a fragment
+        narrowed = replace(x, id=f'{x.transcript_id}:{x.start + a}-{x.start + b}', start=x.start + a, end=x.start + b, text=x.text[a:b])
+        head = [narrowed if h is x else h for h in head]
+        if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
+    return head + rest, stances
+
+def llm_answers(llm, company: Company, acc, s: Settings) -> dict:
+    "Per question id: (evidence, the strong tier's (answer, citations) or None, stances); what is missing stays offline."
+    from flexxray_nb.llm import BudgetExceeded, LLMError
+    out = {}
+    try: _llm_answers(llm, company, acc, s, out)
+    except (BudgetExceeded, LLMError) as e: llm.stop(str(e))  # what was answered is kept; the rest is answered offline
+    return out
+
+def _llm_answers(llm, company: Company, acc, s: Settings, out: dict):
+    "Fill `out` question by question (see `llm_answers`)."
+    lexical = {q.id: question_evidence(q, acc.pool(q.id), 40, acc.stats, [company.name], gate=False) for q in company.questions}
+    cands = fused_candidates(llm, company.questions, {k: ev.quotes for k, ev in lexical.items()})
+    asked = [q for q in company.questions if cands[q.id]]
+    scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, acc.names) for q in asked])
+    keep = {}
+    for q, res in zip(asked, scored):
+        if res is None: continue  # the request failed: this question keeps the offline verdict and answer
+        keep[q.id] = judged(llm, res, cands[q.id])
+        if not keep[q.id]:
+            why = f'the model ({s.model_cheap}) judged that none of the {len(cands[q.id])} passages nearest to it answers it'
+            out[q.id] = (Evidence(q.question, False, why), None, {})
+    refine = [q for q in asked if keep.get(q.id)]
+    for q, res in zip(refine, llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, acc.names) for q in refine])):
+        shown = keep[q.id][:8]
+        top, stances = refined(llm, res, shown, keep[q.id][8:]) if res is not None else (keep[q.id], {})
+        top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
+        reason = f'the model ({s.model_cheap}) judged {len(keep[q.id])} passages in {len({x.file for x in keep[q.id]})} calls to answer it'
+        out[q.id] = (Evidence(q.question, True, reason, top), cited_answer(res.answer, top) if res else None, stances)
+
+# %% ../nbs/08_hybrid.ipynb #df2e38c5
 def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
     "Widen `span` of `text` to the whole sentences it touches."
     sents = sentence_spans(text)
@@ -202,14 +221,13 @@ def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
     b = min((e for s, e in sents if e >= span[1]), default=span[1])
     return a, b
 
-def cited_answer(text: str, shown: list[Quote], top: list[Quote]) -> Optional[tuple[str, list[str]]]:
-    "The LLM's answer with passage ids `P3` turned into positions `[n]` of the shown quotes; None if it cites none of them."
-    pos = {x.id: n for n, x in enumerate(top, 1)}
-    idx = {p: passage_index(p, len(shown)) for p in passage_ids(text)}
-    cite = {p: shown[i].id for p, i in idx.items() if i is not None and shown[i].id in pos}
+def cited_answer(text: str, top: list[Quote]) -> Optional[tuple[str, list[str]]]:
+    "The model's answer with passage ids `P3` (as shown, in `top`'s first 8) turned into positions `[n]`; None if it cites none."
+    shown = top[:8]
+    cite = {p: shown[i].id for p in passage_ids(text) if (i := passage_index(p, len(shown))) is not None}
     if not cite: return None
-    text = re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text)
-    return text, list(dict.fromkeys(cite.values()))
+    pos = {x.id: n for n, x in enumerate(top, 1)}
+    return re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text), list(dict.fromkeys(cite.values()))
 
 # %% ../nbs/08_hybrid.ipynb #f2e57059
 def grid_llm_request(company: Company, d: dict, names: dict, s: Settings):
@@ -220,9 +238,25 @@ def grid_llm_request(company: Company, d: dict, names: dict, s: Settings):
     return (grid_request(asked, shown, s.model_cheap, names, d['transcript']['file']) if shown else None), shown
 
 def apply_grid_answer(llm, row: dict, res, shown: list[Quote]):
-    "Put the model's cited cell answers into a grid row; a cell citing no shown passage keeps its offline answer."
+    "Put the model's cited cell answers into a grid row as model-written cells; one citing no shown passage keeps its offline answer."
     for cell in (res.cells if res else []):
-        if cell.question_id not in row: llm.quotes_rejected += 1; continue
-        ids = [i for i in (passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
-        if cell.discussed and ids: row[cell.question_id] = f"{cell.answer} [{', '.join(shown[i].id for i in dict.fromkeys(ids))}]"
-        elif not cell.discussed: row[cell.question_id] = 'not discussed'
+        if cell.question_id not in row: llm.reject_quote(); continue
+        ids = [shown[i].id for i in dict.fromkeys(passage_index(p, len(shown)) for p in cell.passage_ids) if i is not None]
+        if cell.discussed and ids: row[cell.question_id] = model_cell(cell.answer, ids)
+        elif not cell.discussed: row[cell.question_id] = no_cell('the model found it in none of the passages shown')
+
+class GridRequests:
+    "Each call's grid row through the cheap model: sent as its digest arrives (sync), or all together (API batch mode)."
+    def __init__(self, llm, company: Company, s: Settings): self.llm, self.company, self.s, self.pending = llm, company, s, []
+    def send(self, row: dict, d: dict, names: dict):
+        "Queue (and in sync mode, start) the request for one call's grid row."
+        req, shown = grid_llm_request(self.company, d, names, self.s)
+        if req is not None: self.pending.append((row, req, shown, self.llm.submit(req) if self.s.mode == 'sync' else None))
+    def finish(self):
+        "Wait for (or send) every request and fill the rows."
+        from flexxray_nb.llm import BudgetExceeded, LLMError
+        try:
+            cells = [f.result() if f else None for *_, f in self.pending]
+            if self.s.mode != 'sync': cells = self.llm.run([req for _, req, _, _ in self.pending])
+        except (BudgetExceeded, LLMError) as e: self.llm.stop(str(e)); cells = []
+        for (row, _, shown, _), res in zip(self.pending, cells): apply_grid_answer(self.llm, row, res, shown)

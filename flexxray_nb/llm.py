@@ -193,7 +193,16 @@ class LLM:
         self.ledger: list[dict] = []
         self.response_format = 'json_schema'   # downgraded to json_object, then prompt, when an endpoint refuses it
         self.batches_supported = True
-        self.quotes_rejected = 0
+        self.quotes_rejected = 0   # model selections that named no shown passage or could not be grounded
+        self.budget_stop = None    # why this client stopped making calls, if it did
+
+    def reject_quote(self):
+        "Count a model selection that named no shown passage, or text that could not be grounded."
+        self.quotes_rejected += 1
+
+    def stop(self, reason: str):
+        "Record why the LLM stages stopped (budget, failure): what is left is answered offline."
+        self.budget_stop = reason
 
     def __repr__(self): return f'LLM(base_url={str(self.client.base_url)!r}, calls={len(self.ledger)})'
 

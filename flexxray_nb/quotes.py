@@ -10,9 +10,9 @@ from .parse import read_transcript, find_transcripts
 from .roles import assign_roles
 
 # %% auto #0
-__all__ = ['FILLER', 'STOPWORDS', 'CONTRACTIONS', 'NOT_CONTENT', 'sentence_spans', 'content_words', 'is_filler', 'passage_spans',
-           'extract_quotes', 'transcript_overrides', 'load_transcript', 'duplicate_error', 'iter_transcripts',
-           'load_corpus']
+__all__ = ['FILLER', 'STOPWORDS', 'CONTRACTIONS', 'NOT_CONTENT', 'sentence_spans', 'lead_sentences', 'content_words', 'is_filler',
+           'passage_spans', 'extract_quotes', 'transcript_overrides', 'load_transcript', 'duplicate_error',
+           'iter_transcripts', 'load_corpus']
 
 # %% ../nbs/03_quotes.ipynb #5a335f35
 _ABBREV = {'mr', 'mrs', 'ms', 'dr', 'prof', 'st', 'jr', 'sr', 'vs', 'etc', 'e.g', 'i.e', 'u.s', 'u.k', 'inc', 'co',
@@ -35,6 +35,15 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         while a < b and text[a].isspace(): a += 1
         while b > a and text[b - 1].isspace(): b -= 1
         if b > a: out.append((a, b))
+    return out
+
+# %% ../nbs/03_quotes.ipynb #4143d1a0
+def lead_sentences(q: Quote, max_words: int = 45) -> str:
+    "The opening whole sentences of a quote, up to about `max_words` words (verbatim)."
+    out = ''
+    for a, b in sentence_spans(q.text):
+        if out and len((q.text[:b]).split()) > max_words: break
+        out = q.text[:b]
     return out
 
 # %% ../nbs/03_quotes.ipynb #fe6449c0

@@ -58,7 +58,8 @@ QUESTION_WORDS = set('''what how does do did which who whom whose when where is 
 says tell about evidence shows summarize summarise summary discussion discussions discuss discussed discussing talk
 talked talking think thought thoughts opinion opinions meeting mention mentioned react reacted reaction respond
 responded comment comments commented suggest suggested ask asked explain explained explanation regarding concerning
-toward towards'''.split())
+toward towards expert experts witness witnesses interviewee interviewees respondent respondents panelist panelists
+participant participants speaker speakers'''.split())
 
 def query_tokens(question: str, synonyms=()) -> list[str]:
     "Tokens of a question (question words and boilerplate dropped) and its synonyms."

@@ -11,8 +11,9 @@ from .core import *
 from .analysis import Analysis
 
 # %% auto #0
-__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'grid_html', 'speakers_html',
-           'validate_params', 'make_self_contained', 'export_html', 'template_path', 'run_report', 'run_reports']
+__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'cell_html', 'grid_html',
+           'speakers_html', 'validate_params', 'make_self_contained', 'export_html', 'template_path', 'run_report',
+           'run_reports']
 
 # %% ../nbs/13_report.ipynb #74dc855c
 esc = lambda s: html.escape('' if s is None else str(s))
@@ -24,6 +25,7 @@ STYLE = '''<style>
 .jp-RenderedHTMLCommon .fx td,.jp-RenderedHTMLCommon .fx th{border:1px solid #DDD;padding:4px 6px;vertical-align:top;text-align:left;max-width:60em}
 .fx .none{color:#B23A48} .fx .flag{color:#B23A48;font-weight:bold} .fx .kpi{display:inline-block;margin-right:2em}
 .fx details{margin:.3em 0} .fx summary{cursor:pointer;font-weight:600}
+.fx .by{font-style:italic;color:#5A4A8A} .fx .model{background:#F6F3FB;border-left-color:#5A4A8A}
 </style>'''
 
 def summary_html(res: dict, settings: Settings) -> str:
@@ -41,7 +43,10 @@ def answers_html(res: dict) -> str:
     out = ['<div class="fx">']
     cons = pd.DataFrame(res.get('stances', []))
     for q in res['questions']:
-        out.append(f'<h3>{esc(q["question"])}</h3><div class="answer {"none" if q["evidence"] == "none" else ""}">{esc(q["answer"])}</div>')
+        model = q.get('answer_by') == 'model'  # a model's words are never shown as a quote
+        label = '<span class="by">Model-written summary, citing the quotes below:</span> ' if model else ''
+        out.append(f'<h3>{esc(q["question"])}</h3><div class="answer {"none" if q["evidence"] == "none" else ""}'
+                   f'{" model" if model else ""}">{label}{esc(q["answer"])}</div>')
         for i, x in enumerate(q['quotes'][:8], 1):
             out.append(f'<blockquote>[{i}] “{esc(x["text"])}”<br><span class="src">{esc(x.get("expert", x["speaker"]))} · '
                        f'{esc(pathlib.Path(x["file"]).name)} · characters {x["start"]}–{x["end"]} · score {x["score"]:.2f}</span></blockquote>')
@@ -58,16 +63,23 @@ def table_html(df: pd.DataFrame, title: str = '', heading: bool = True) -> str:
 
 def _short(path) -> str: return pathlib.Path(str(path)).name
 
+def cell_html(c: dict) -> str:
+    "A grid cell: the expert's words as a quote, a model's sentence marked as model-written, or 'not discussed'."
+    if c['by'] == 'quote': return f'<td>“{esc(c["text"])}” <span class="src">[{esc(", ".join(c["quotes"]))}]</span></td>'
+    if c['by'] == 'model':
+        return (f'<td class="model"><span class="by">Model-written:</span> {esc(c["text"])} '
+                f'<span class="src">(cites {esc(", ".join(c["quotes"]))})</span></td>')
+    return '<td class="none">not discussed</td>'
+
 def grid_html(a: Analysis) -> str:
     "The grid, one collapsible block per call (question | the expert's words), so long cells stay readable."
     out = ['<div class="fx">']
     labels = {g.id: g.question for g in a.company.grid}
     for row in a.grid.to_dict(orient='records'):
-        found = sum(v != 'not discussed' for k, v in row.items() if k in labels)
+        found = sum(v['by'] != 'none' for k, v in row.items() if k in labels)
         out.append(f'<details><summary>{esc(row["expert"] or _short(row["file"]))} · {esc(_short(row["file"]))} · '
                    f'{found} of {len(labels)} discussed</summary><table>')
-        out += [f'<tr><th>{esc(labels[k])}</th><td class="{"none" if v == "not discussed" else ""}">{esc(v)}</td></tr>'
-                for k, v in row.items() if k in labels]
+        out += [f'<tr><th>{esc(labels[k])}</th>{cell_html(v)}</tr>' for k, v in row.items() if k in labels]
         out.append('</table></details>')
     return ''.join(out) + '</div>'
 
