@@ -400,7 +400,7 @@ def ask(self: AskBox, *_) -> Asked | None:
 def show(self: AskBox, res: Asked):
     "The verdict (or why no call discusses it) and each quote in context with a tick box."
     self.shown, self._ticks = res, []
-    self.status.value = f'<div class="fx">{asked_head_html(res)}</div>'
+    self.status.value = f'<div class="fx verdict">{asked_head_html(res)}</div>'
     rows = []
     for r in res.to_dict('records'):
         tick = W.Checkbox(False, indent=False, description='', layout=W.Layout(width='28px'))

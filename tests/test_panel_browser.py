@@ -1,12 +1,16 @@
 """The control panel as an analyst uses it: served by Voila on 127.0.0.1, driven in Debian's chromium through Python
 Playwright. Widgets render, the "Max quotes" slider moves with the keyboard, Run produces the answers on the page and a
-run that used the slider's value, with no script errors and nothing fetched from outside this machine.
+run that used the slider's value, with no script errors and nothing fetched from outside this machine. Then the Ask
+box: a typed question gives ranked quotes in their context, the expert filter narrows them, a ticked quote lands in the
+run's workbook and results.json, and a question no call discusses says why.
 
 `docs/panel.png` (the README screenshot) is rewritten when it is missing or when `FLEXXRAY_SCREENSHOT=1`."""
 import json, os, shutil, socket, subprocess, time, urllib.request
+import openpyxl
 from types import SimpleNamespace
 import pytest
 from conftest import ROOT
+from flexxray_nb.parse import read_transcript
 
 pw = pytest.importorskip('playwright.sync_api')
 pytest.importorskip('voila')
@@ -19,6 +23,10 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networki
 LOCAL = ('http://127.0.0.1:', 'ws://127.0.0.1:', 'data:', 'blob:', 'about:')
 QUESTION = "What limits FlexXray's Total Addressable Market (TAM)?"
 MAX_QUOTES = 3
+ASK = 'What do customers say about price increases?'  # no company question: asked of the run's calls
+EXPERT = 'Jordan Blake (Former Chief Commercial Officer, FlexXray)'
+NOWHERE = 'How do lithium brine royalties in Chile affect battery recycling margins?'
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -86,7 +94,7 @@ def run(voila):
             page.on('websocket', lambda ws: ws.on('framesent', lambda f: s.sent_states.append(comm_update(f))))
             page.on('console', lambda m: m.type == 'error' and s.console_errors.append(m.text))
             page.on('pageerror', lambda e: s.page_errors.append(str(e)))
-            page.goto(voila.url, wait_until='load', timeout=60_000)  # returns once the kernel has run the notebook
+            page.goto(voila.url, wait_until='load', timeout=120_000)  # returns once the kernel has run the notebook
 
             slider = page.locator('.widget-slider').filter(has=page.locator('label', has_text='Max quotes'))
             slider.wait_for(timeout=30_000)
@@ -162,3 +170,76 @@ def test_screenshot(run, tmp_path):
     if os.environ.get('FLEXXRAY_SCREENSHOT') == '1' or not dest.exists():
         dest.parent.mkdir(exist_ok=True)
         shutil.copy(shot, dest)
+
+def shown_quotes(page) -> list[dict]:
+    "The Ask box's results as the page shows them: speaker, the quote, and the turns around it."
+    return page.evaluate("""() => [...document.querySelectorAll('.fx .ask')].map(d => ({
+        expert: d.querySelector('p.src b').textContent, quote: d.querySelector('.q').textContent,
+        marks: d.querySelectorAll('.q mark').length, turns: [...d.querySelectorAll('p.turn')].map(p => p.textContent)}))""")
+
+def sent(s, state: dict, page):
+    "Wait until the page has sent this widget state to the kernel."
+    for _ in range(200):
+        if state in s.sent_states: return
+        page.wait_for_timeout(50)
+    pytest.fail(f'the page never sent {state} to the kernel')
+
+@pytest.fixture(scope='module')
+def asked(run):
+    "The Ask box on the same page after the run: a question, the expert filter, a pick, a question nobody discusses."
+    page, s = run.page, SimpleNamespace()
+    try:
+        box = page.locator('.widget-text').filter(has=page.locator('label', has_text='Ask the calls')).locator('input')
+        box.fill(ASK); box.press('Enter')
+        page.locator('.fx .ask').first.wait_for(timeout=90_000)  # the run's calls are read and indexed at the first question
+        s.all = shown_quotes(page)
+        s.verdict = page.locator('.fx.verdict').inner_text()
+        expert = page.locator('.widget-dropdown').filter(has=page.locator('label', has_text='Expert')).locator('select')
+        expert.select_option(label=EXPERT)
+        page.wait_for_function("""e => { const b = [...document.querySelectorAll('.fx .ask p.src b')];
+            return b.length > 0 && b.every(x => x.textContent === e) }""", arg=EXPERT, timeout=30_000)
+        s.filtered = shown_quotes(page)
+        page.locator('.widget-hbox').filter(has=page.locator('.ask')).first.locator('input[type=checkbox]').check()
+        sent(run, {'value': True}, page)
+        page.locator('button.widget-button[title="Add selected to picks"]').click()
+        page.get_by_text('1 analyst pick saved').wait_for(timeout=30_000)
+        expert.select_option(label='All experts')
+        box.fill(NOWHERE); box.press('Enter')
+        nowhere = page.locator('.fx.verdict .answer.none')
+        nowhere.wait_for(timeout=30_000)
+        s.nowhere = nowhere.inner_text()
+        s.after_nowhere = shown_quotes(page)
+        page.wait_for_timeout(500)
+    except pw.Error as e:
+        pytest.fail(f'{e}\npage errors: {run.page_errors}\nconsole errors: {run.console_errors}')
+    return s
+
+def test_ask_shows_ranked_quotes_in_context(asked):
+    assert 'the 11 calls discuss' in asked.verdict, asked.verdict
+    assert len(asked.all) >= 3 and len({q['expert'] for q in asked.all}) >= 2
+    assert all(q['turns'] for q in asked.all)              # each with the turns around it
+    assert all(q['marks'] for q in asked.all)              # the question's words highlighted
+
+def test_expert_filter_narrows_the_quotes(asked):
+    assert {q['expert'] for q in asked.filtered} == {EXPERT}
+    mine = [q['quote'] for q in asked.all if q['expert'] == EXPERT]
+    assert mine and asked.filtered[0]['quote'] == mine[0]  # the same best quote as in the whole ranking
+
+def test_the_pick_is_in_the_workbook_and_results(asked, run):
+    out = run.work / 'reports' / 'FlexXray'
+    picked = asked.filtered[0]['quote'].strip('“”')
+    picks = json.loads((out / 'results.json').read_text())['analyst_picks']
+    assert [(p['question'], p['expert']) for p in picks] == [(ASK, EXPERT)]
+    assert ' '.join(picks[0]['text'].split()) == ' '.join(picked.split())
+    assert read_transcript(picks[0]['file']).text[picks[0]['start']:picks[0]['end']] == picks[0]['text']  # verbatim
+    ws = openpyxl.load_workbook(out / 'analysis.xlsx')['Analyst picks']
+    rows = [dict(zip([c.value for c in ws[1]], [c.value for c in r])) for r in ws.iter_rows(min_row=2)]
+    assert [(r['question'], r['expert'], r['text']) for r in rows] == [(ASK, EXPERT, picks[0]['text'])]
+
+def test_a_question_nobody_discusses_says_why(asked):
+    assert asked.nowhere.startswith('No call discusses this') and 'lithium' in asked.nowhere, asked.nowhere
+    assert asked.after_nowhere == []
+
+def test_ask_without_errors_or_remote_requests(asked, run):
+    assert run.page_errors == [] and run.console_errors == []
+    assert list(run.remote) == []
