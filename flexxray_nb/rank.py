@@ -182,6 +182,7 @@ def lead_in(s: np.ndarray, turns: int = 4, decay: float = 0.7) -> np.ndarray:
         if d < len(s): out[d:] = np.maximum(out[d:], s[:-d] * decay ** (d - 1))
     return out
 
+# %% ../nbs/04_rank.ipynb #dc31e8c7
 class TurnIndex:
     "BM25 indexes over a transcript's turns and over their sentence windows."
     def __init__(self, tr: Transcript, window: int = 3):
