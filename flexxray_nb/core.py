@@ -8,26 +8,39 @@ import configparser, dataclasses, hashlib, os, pathlib
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Optional
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'Price', 'Settings', 'env_settings', 'ini_settings',
-           'load_settings', 'Turn', 'Speaker', 'Quote', 'Transcript', 'content_id', 'turns_df', 'speakers_df',
-           'quotes_df', 'transcripts_df']
+__all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'printable', 'Price', 'Settings', 'env_settings',
+           'SettingsError', 'ini_settings', 'settings_error', 'load_settings', 'Turn', 'Speaker', 'Quote', 'Transcript',
+           'content_id', 'turns_df', 'speakers_df', 'quotes_df', 'transcripts_df']
+
+# %% ../nbs/00_core.ipynb #efe0345e
+def printable(s) -> str:
+    "`s` as one printable line: newlines, tabs, escape and other control or invisible characters as `\\xNN` escapes."
+    s = str(s)
+    if s.isprintable(): return s
+    return ''.join(c if c.isprintable() else c.encode('unicode_escape').decode('ascii') for c in s)
 
 # %% ../nbs/00_core.ipynb #33c41d45
 class Price(BaseModel):
-    "USD per million tokens: fresh input, cached input, output."
-    input: float
-    cached: float
-    output: float
+    "USD per million tokens: fresh input, cached input, output (none negative)."
+    input: float = Field(ge=0)
+    cached: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+def _price_fields(v):
+    "The fields of a price written as `'0.15, 0.075, 0.60'` or a sequence (a mapping or a `Price` as is)."
+    if isinstance(v, str): v = [x.strip() for x in v.replace('/', ',').split(',')]
+    if isinstance(v, (list, tuple)):
+        if len(v) != 3: raise ValueError(f'a price is three numbers (input, cached, output), got {len(v)}')
+        return dict(zip(('input', 'cached', 'output'), v))
+    return v
 
 def _parse_price(v) -> Price:
     "Read a price from `'0.15, 0.075, 0.60'`, a sequence or a mapping."
-    if isinstance(v, Price): return v
-    if isinstance(v, str): v = [float(x) for x in v.replace('/', ',').split(',')]
-    if isinstance(v, (list, tuple)): return Price(input=v[0], cached=v[1], output=v[2])
-    return Price(**v)
+    v = _price_fields(v)
+    return v if isinstance(v, Price) else Price(**v)
 
 # %% ../nbs/00_core.ipynb #adef2077
 DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.0), 'gpt-4.1': (2.00, 0.50, 8.00),
@@ -57,11 +70,20 @@ class Settings(BaseModel):
     tokens_per_minute: int = Field(200_000, ge=1)
     max_concurrency: int = Field(32, ge=1, le=256)
     top_k: int = Field(10, ge=1)
+    max_file_mb: float = Field(100, gt=0, description="a transcript file larger than this is refused unread, MB")
+    max_docx_xml_mb: float = Field(200, gt=0, description="a .docx whose text XML inflates beyond this is refused, MB")
+    max_turns: int = Field(200_000, ge=1, description="a transcript with more turns than this is refused")
     prices: dict[str, Price] = Field(default_factory=lambda: {k: _parse_price(v) for k, v in DEFAULT_PRICES.items()})
 
     @field_validator('prices', mode='before')
     @classmethod
-    def _prices(cls, v): return {k: _parse_price(p) for k, p in v.items()}
+    def _prices(cls, v):
+        if not isinstance(v, dict): return v
+        out = {}
+        for k, p in v.items():
+            try: out[k] = _price_fields(p)
+            except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
+        return out
 
     @field_validator('base_url', 'max_cost_usd', mode='before')
     @classmethod
@@ -84,22 +106,49 @@ def env_settings(environ=None) -> dict:
     return out
 
 # %% ../nbs/00_core.ipynb #f013a3b8
+class SettingsError(ValueError):
+    "A setting that cannot be used; the message is one line naming the setting, its value and where it came from."
+
 def ini_settings(path=None) -> dict:
     "Settings from a `settings.ini` file (empty if there is none)."
     path = pathlib.Path(path or os.environ.get('FLEXXRAY_SETTINGS') or 'settings.ini')
     if not path.is_file(): return {}
     cp = configparser.ConfigParser(inline_comment_prefixes=('#', ';'))
-    cp.read(path, encoding='utf-8')
+    try: cp.read(path, encoding='utf-8')
+    except configparser.MissingSectionHeaderError as e:
+        raise SettingsError(f'{printable(path)}: no [settings] section header before line {e.lineno} ({printable(e.line.strip())})') from None
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise SettingsError(f'{printable(path)}: unreadable settings file: {printable(str(e))}') from None
+    unknown = set(cp.sections()) - {'settings', 'prices'}
+    if unknown: raise SettingsError(f'{printable(path)}: unknown section [{sorted(unknown)[0]}] (expected [settings] and [prices])')
     out = dict(cp['settings']) if cp.has_section('settings') else {}
     if cp.has_section('prices'): out['prices'] = {**DEFAULT_PRICES, **dict(cp['prices'])}
     return out
 
-def load_settings(ini=None, company: dict | None = None, environ=None, **overrides) -> Settings:
+
+# %% ../nbs/00_core.ipynb #223838f7
+def settings_error(e: ValidationError, layers: list[tuple[str, dict]]) -> SettingsError:
+    "A one-line error for the first invalid setting: its name, its value, the layer it came from and why."
+    err = e.errors()[0]
+    name = '.'.join(map(str, err['loc'])) or 'settings'
+    top = err['loc'][0] if err['loc'] else None
+    source, value = next(((n, l[top]) for n, l in reversed(layers) if top in l), ('settings', err.get('input')))
+    if len(err['loc']) > 1 and isinstance(value, dict): value = value.get(err['loc'][1], value)
+    why = err['msg'] if err['type'] != 'extra_forbidden' else 'no such setting'
+    shown = '' if isinstance(value, dict) else f' = {value!r}'  # a table's message names the bad entry itself
+    return SettingsError(printable(f'invalid setting {name}{shown} ({source}): {why}'))
+
+def load_settings(ini=None, company: dict | None = None, environ=None, company_source='company config', **overrides) -> Settings:
     "Layer settings: `settings.ini` < company config < environment < `overrides` (None values are ignored)."
-    layers = [ini_settings(ini), company or {}, env_settings(environ), {k: v for k, v in overrides.items() if v is not None}]
+    ini_path = pathlib.Path(ini or os.environ.get('FLEXXRAY_SETTINGS') or 'settings.ini')
+    if company is not None and not isinstance(company, dict):
+        raise SettingsError(f'invalid settings in {printable(company_source)}: expected a table of settings, got {company!r}'[:300])
+    layers = [(printable(str(ini_path)), ini_settings(ini)), (company_source, company or {}), ('environment', env_settings(environ)),
+              ('command line', {k: v for k, v in overrides.items() if v is not None})]
     merged = {}
-    for layer in layers: merged.update(layer)
-    return Settings(**merged)
+    for _, layer in layers: merged.update(layer)
+    try: return Settings(**merged)
+    except ValidationError as e: raise settings_error(e, layers) from None
 
 # %% ../nbs/00_core.ipynb #2dad4c29
 Role = Literal['interviewer', 'expert', 'other']
