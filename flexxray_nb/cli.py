@@ -14,9 +14,9 @@ from .parse import find_transcripts, SUFFIXES
 from .companies import list_companies, load_company, scaffold_company, company_settings, safe_folder_name
 
 # %% auto #0
-__all__ = ['transcript_json', 'json_line', 'report_problems', 'report_skipped', 'cmd_parse', 'ask_json', 'cmd_ask',
-           'run_companies', 'check_run', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel', 'cmd_new_company',
-           'OneLineParser', 'build_parser', 'main']
+__all__ = ['transcript_json', 'json_line', 'write_json_line', 'report_problems', 'report_skipped', 'cmd_parse', 'ask_json',
+           'cmd_ask', 'run_companies', 'check_run', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
+           'cmd_new_company', 'OneLineParser', 'build_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #47d1a602
 def transcript_json(tr: Transcript) -> dict:
@@ -33,6 +33,18 @@ def json_line(obj) -> str:
     line = json.dumps(obj, ensure_ascii=False)
     return json.dumps(obj) if re.search('[\ud800-\udfff]', line) else line
 
+def write_json_line(obj: dict, out=None, slice_chars: int = 1 << 20):
+    "Print `obj` as one JSON line, writing long strings in slices so a huge transcript is never copied whole."
+    out = out or sys.stdout
+    big, mark = {k for k, v in obj.items() if isinstance(v, str) and len(v) > slice_chars}, os.urandom(8).hex()
+    rest = json_line({k: (f'@{mark}{k}' if k in big else v) for k, v in obj.items()})
+    for k in big:
+        head, rest = rest.split(f'"@{mark}{k}"', 1)
+        out.write(head + '"')
+        for i in range(0, len(obj[k]), slice_chars): out.write(json_line(obj[k][i:i + slice_chars])[1:-1])
+        out.write('"')
+    out.write(rest + '\n'); out.flush()
+
 def report_problems(tr: Transcript):
     "One stderr line for a transcript's error and one per warning, its file name escaped."
     if tr.error: print(f'flexxray: {printable(tr.file)}: {tr.error}', file=sys.stderr)
@@ -48,7 +60,7 @@ def cmd_parse(args, settings) -> int:
     skipped = []
     for tr in iter_transcripts(args.paths, settings, warnings=skipped):
         n += 1; failed += not tr.ok
-        print(json_line(transcript_json(tr)), flush=True)
+        write_json_line(transcript_json(tr))
         report_problems(tr)
     report_skipped(skipped)
     if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2

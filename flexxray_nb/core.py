@@ -212,8 +212,10 @@ METADATA_KEYS = ('expert_name', 'expert_title', 'expert_company', 'call_date', '
 
 # %% ../nbs/00_core.ipynb #75099929
 def content_id(text: str) -> str:
-    "A stable id for a transcript's text."
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+    "A stable id for a transcript's text (hashed in slices, so a long text is never copied whole)."
+    h = hashlib.sha256()
+    for i in range(0, len(text), 1 << 20): h.update(text[i:i + (1 << 20)].encode('utf-8', 'surrogatepass'))
+    return h.hexdigest()[:16]
 
 # %% ../nbs/00_core.ipynb #19b41fca
 def turns_df(tr: Transcript) -> pd.DataFrame:

@@ -4,16 +4,16 @@
 
 # %% ../nbs/01_parse.ipynb #58d8531c
 from __future__ import annotations
-import codecs, datetime, errno, os, re, pathlib, stat
+import codecs, datetime, errno, itertools, os, re, pathlib, stat
 from collections import Counter
 from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['MIXED', 'ROLE_WORDS', 'HEADER_KEYS', 'ROLE_HEADER_KEYS', 'LONG_HEADER_KEYS', 'NETWORKS', 'SUFFIXES', 'ParseError',
-           'decode_text', 'label_shape', 'match_label', 'parse_text', 'parse_date', 'title_company', 'split_person',
-           'header_metadata', 'filename_metadata', 'docx_text', 'pdf_text', 'captions_text', 'read_transcript',
-           'find_transcripts']
+__all__ = ['MIXED', 'ROLE_WORDS', 'HEADER_KEYS', 'ROLE_HEADER_KEYS', 'LONG_HEADER_KEYS', 'HEADER_LINES', 'NETWORKS', 'SUFFIXES',
+           'ParseError', 'decode_text', 'label_shape', 'match_label', 'parse_text', 'parse_date', 'title_company',
+           'split_person', 'header_metadata', 'filename_metadata', 'docx_text', 'pdf_text', 'captions_text',
+           'read_transcript', 'find_transcripts']
 
 # %% ../nbs/01_parse.ipynb #4047365a
 class ParseError(Exception):
@@ -163,11 +163,13 @@ def _is_header_line(label: str, value: str, counts: Counter) -> bool:
 
 # %% ../nbs/01_parse.ipynb #3e279790
 def _lines(text):
-    "`(start, line)` for every line of `text`."
-    pos = 0
-    for line in text.split('\n'):
-        yield pos, line
-        pos += len(line) + 1
+    "`(start, line)` for every non-blank line of `text`, found one at a time."
+    pos, n = 0, len(text)
+    while pos <= n:
+        end = text.find('\n', pos)
+        end = n if end < 0 else end
+        if end > pos and not text[pos:end].isspace(): yield pos, text[pos:end]
+        pos = end + 1
 
 def _accept(label: str, counts: Counter, forced) -> bool:
     "Whether a candidate label is a speaker."
@@ -177,12 +179,30 @@ def _accept(label: str, counts: Counter, forced) -> bool:
     return len(bare.split()) >= 2 or '(' in label
 
 # %% ../nbs/01_parse.ipynb #582a1c37
-def _find_header_end(cands, counts, forced) -> int:
-    "Index into `cands` of the first turn (candidates before it are header lines)."
-    seen_separator, later = False, [False] * (len(cands) + 1)
-    for i in range(len(cands) - 1, -1, -1):  # whether an accepted label follows each line: one pass, not one per line
-        m = cands[i][2]
-        later[i] = later[i + 1] or bool(m and _accept(m[0], counts, forced))
+HEADER_LINES = 400  # a header longer than this is not a header
+
+def _scan(text: str, max_turns: int, keep: int = 50_000):
+    "Label counts, each label's last line, and the labelled lines' matches (kept while few); too many turns is an error."
+    counts, last, repeated, cache = Counter(), {}, 0, {}
+    for i, (pos, line) in enumerate(_lines(text)):
+        m = match_label(line)
+        if not m: continue
+        c = counts[m[0]] = counts[m[0]] + 1
+        repeated += 2 if c == 2 else c > 2  # lines of labels seen twice or more: each starts a turn
+        last[m[0]] = i
+        if cache is not None: cache[i] = m
+        if cache is not None and len(cache) > keep: cache = None  # recomputed in the second pass: memory stays flat
+        if max(repeated, len(counts)) > max_turns + HEADER_LINES: raise ParseError(f'more than {max_turns:,} turns (setting max_turns)')
+    return counts, last, cache
+
+def _matched(text: str, cache):
+    "`(start, line, match)` for every non-blank line."
+    for i, (pos, line) in enumerate(_lines(text)):
+        yield pos, line, (cache.get(i) if cache is not None else match_label(line))
+
+def _find_header_end(cands, counts, forced, last_turn: int) -> int:
+    "Index into `cands` of the first turn (candidates before it are header lines); `last_turn` is the last label line's."
+    seen_separator = False
     for i, (pos, line, m) in enumerate(cands):
         if m is None:
             if _SEPARATOR.match(line): seen_separator = True
@@ -191,12 +211,13 @@ def _find_header_end(cands, counts, forced) -> int:
         if forced and label in forced: return i
         if seen_separator or kind == 'speaker_ts' or ts: return i
         if not _is_header_line(label, line[off:], counts): return i
-        if not later[i + 1]: return i  # nothing after it
+        if last_turn <= i: return i  # nothing after it
     return len(cands)
 
-def _header_end(lines, counts, forced) -> int:
+# %% ../nbs/01_parse.ipynb #bc66e016
+def _header_end(lines, counts, forced, last_turn: int) -> int:
     "Index of the first turn: after the header, or after a separator that closes header-like lines."
-    first = _find_header_end(lines, counts, forced)
+    first = _find_header_end(lines, counts, forced, last_turn)
     for i, (pos, line, m) in enumerate(lines[first:first + 40], first):
         if m is None and _SEPARATOR.match(line) and all(x[2] is None or _is_header_line(x[2][0], x[1][x[2][2]:], counts)
                                                         for x in lines[first:i]):
@@ -230,18 +251,20 @@ def _turns(lines, counts, forced, max_turns: int) -> list[Turn]:
     close()
     return turns
 
+# %% ../nbs/01_parse.ipynb #a745afbe
 def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=(), max_turns: int = 200_000) -> Transcript:
     "Split `text` into header metadata and turns (roles are assigned later)."
     forced = set(forced_labels)
-    lines = [(pos, line, match_label(line)) for pos, line in _lines(text) if line.strip()]
-    counts = Counter(m[0] for _, _, m in lines if m)
-    first = _header_end(lines, counts, forced)
-    tr = Transcript(file=file, id=content_id(text), format=fmt, text=text, turns=_turns(lines[first:], counts, forced, max_turns))
-    tr.metadata = header_metadata([(pos, line) for pos, line, _ in lines[:first]])
-    if not tr.turns:
-        body = lines[first:] or lines
-        s, e = body[0][0], body[-1][0] + len(body[-1][1].rstrip())
-        tr.turns = [Turn(0, 'Unknown', s, e)]
+    counts, last, cache = _scan(text, max_turns)
+    last_turn = max((i for label, i in last.items() if _accept(label, counts, forced)), default=-1)
+    lines = _matched(text, cache)
+    head = list(itertools.islice(lines, HEADER_LINES))
+    first = _header_end(head, counts, forced, last_turn)
+    turns = _turns(itertools.chain(head[first:], lines), counts, forced, max_turns)
+    tr = Transcript(file=file, id=content_id(text), format=fmt, text=text, turns=turns)
+    tr.metadata = header_metadata([(pos, line) for pos, line, _ in head[:first]])
+    if not tr.turns and head:
+        tr.turns = [Turn(0, 'Unknown', head[first][0] if first < len(head) else head[0][0], len(text.rstrip()))]
         tr.warnings.append("no speaker labels found: the whole text is one turn by 'Unknown' (role other); "
                            "override its role to use it")
     return tr
@@ -515,8 +538,8 @@ def _main_part(zf) -> str:
 # %% ../nbs/01_parse.ipynb #8c3d21d9
 class _DocxBody:
     "Expat handlers that stream a .docx body into `(text, starts_page)` blocks and the labels its bold runs mark."
-    def __init__(self, bold_styles: set):
-        self.bold_styles, self.hidden, self.in_run, self.in_text = bold_styles, 0, False, False
+    def __init__(self, bold_styles: set, max_blocks: int):
+        self.bold_styles, self.max_blocks, self.hidden, self.in_run, self.in_text = bold_styles, max_blocks, 0, False, False
         self.runs, self.text, self.bold = [], [], False  # the paragraph's runs so far: (text, bold)
         self.rows = []  # per open table, its current row: a list of cells, each a list of paragraph texts
         self.blocks, self.labels, self.page, self.p_page = [], set(), False, False
@@ -560,8 +583,14 @@ def end(self: _DocxBody, tag):
     elif name == 'tr' and self.rows and self.rows[-1] is not None:
         line, self.rows[-1] = _row_text(['\n'.join(c).strip() for c in self.rows[-1]]), None
         if line and len(self.rows) > 1 and self.rows[-2]: self.rows[-2][-1].append(line)  # a table inside a cell
-        elif line: self.blocks.append((line, self.p_page)); self.p_page = False
+        elif line: self._block(line)
     elif name == 'tbl' and self.rows: self.rows.pop()
+
+@patch
+def _block(self: _DocxBody, text: str):
+    "Add a paragraph or table row, marking whether a page starts with it; too many is an error, not a memory spike."
+    if len(self.blocks) >= self.max_blocks: raise ParseError(f'more than {self.max_blocks:,} paragraphs (5 x setting max_turns)')
+    self.blocks.append((text, self.p_page)); self.p_page = False
 
 @patch
 def _paragraph(self: _DocxBody):
@@ -571,7 +600,7 @@ def _paragraph(self: _DocxBody):
     if not text: return
     label = _bold_label(self.runs)
     if label: self.labels.add(label)
-    self.blocks.append((text, self.p_page)); self.p_page = False
+    self._block(text)
 
 def _bold_label(runs) -> Optional[str]:
     "The speaker label of a paragraph whose runs open with bold text ending in a colon."
@@ -593,12 +622,12 @@ def _row_text(cells: list[str]) -> str:
     return ' | '.join(cells)
 
 # %% ../nbs/01_parse.ipynb #e0553cf1
-def docx_text(source, max_xml_bytes: int = 200_000_000) -> tuple[str, set]:
+def docx_text(source, max_xml_bytes: int = 200_000_000, max_paragraphs: int = 1_000_000) -> tuple[str, set]:
     "Plain text of a .docx (a path, a file or bytes) and the labels its bold runs mark, read as a stream."
     import io, zipfile, xml.parsers.expat
     try:
         with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
-            body = _DocxBody(_bold_styles(zf, max_xml_bytes))
+            body = _DocxBody(_bold_styles(zf, max_xml_bytes), max_paragraphs)
             with _docx_part(zf, _main_part(zf), max_xml_bytes) as f:
                 _expat(StartElementHandler=body.start, EndElementHandler=body.end, CharacterDataHandler=body.chars).ParseFile(f)
     except ParseError: raise
@@ -713,7 +742,7 @@ def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list) -> tuple[
     "The plain text of a transcript file and its forced speaker labels."
     max_bytes = int(s.max_file_mb * 1e6)
     _checked_size(path, max_bytes)
-    if fmt == 'docx': return docx_text(path, int(s.max_docx_xml_mb * 1e6))
+    if fmt == 'docx': return docx_text(path, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
     if fmt == 'pdf': return pdf_text(path), set()
     if fmt in ('vtt', 'srt'): return captions_text(decode_text(_read_limited(path, max_bytes), warnings)[0], warnings)
     if fmt in ('txt', 'md', ''): return decode_text(_read_limited(path, max_bytes), warnings)[0], set()
