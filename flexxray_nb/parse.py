@@ -208,7 +208,7 @@ def _find_header_end(cands, counts, forced, last_turn: int) -> int:
             if _SEPARATOR.match(line): seen_separator = True
             continue
         label, ts, off, kind = m
-        if forced and label in forced: return i
+        if forced and label in forced and label.lower().rstrip('.') not in HEADER_KEYS | LONG_HEADER_KEYS: return i
         if seen_separator or kind == 'speaker_ts' or ts: return i
         if not _is_header_line(label, line[off:], counts): return i
         if last_turn <= i: return i  # nothing after it
@@ -650,11 +650,12 @@ def _reflow(lines: list[str]) -> str:
     for line in lines:
         line = line.strip()
         if not line: continue
-        if cur and (match_label(line) or _SEPARATOR.match(line)):
+        m = match_label(line)
+        if cur and (m or _SEPARATOR.match(line)):
             paras.append(cur); cur = ''
         cur = line if not cur else (cur + line if cur.endswith('-') else cur + ' ' + line)
-        if len(line) < 0.75 * width and re.search(r'[.!?:"”)\]]$', line) or _SEPARATOR.match(line):
-            paras.append(cur); cur = ''
+        if len(line) < 0.75 * width and re.search(r'[.!?:"”)\]]$', line) or _SEPARATOR.match(line) or (m and m[3] == 'speaker_ts'):
+            paras.append(cur); cur = ''  # a `Name  00:04:12` line stands alone above its turn
     if cur: paras.append(cur)
     return '\n\n'.join(paras)
 
