@@ -74,6 +74,7 @@ ROLE_WORDS = {'interviewer', 'expert', 'client', 'analyst', 'moderator', 'operat
 
 def _outside_parens(label: str) -> Optional[str]:
     "The label with its (nested) parenthesised parts removed, or None if the parentheses do not balance."
+    if '(' not in label and ')' not in label: return label
     depth, out = 0, []
     for c in label:
         if c == '(': depth += 1

@@ -35,18 +35,23 @@ _JOB_TITLE = re.compile(r'\b(minister|secretary|director|manager|ceo|cfo|coo|cto
                         r'chief|vp|partner|engineer|professor|commissioner|inspector|auditor|owner|principal|lead|'
                         r'supervisor|executive|superintendent)\b', re.I)
 
+_OTHER_LABEL = re.compile(r'(?:acting )?chair\b|(?:operator|clerk)\b')
+_INTERVIEWER_LABEL = re.compile(r'(?:interviewer|client|analyst|moderator|host)(?: \d+)?')
+_EXPERT_LABEL = re.compile(r'(?:expert|interviewee|respondent|witness)(?: \d+)?')
+
 def label_role(label: str) -> Optional[str]:
     "The role a label states outright, if any."
     key = person_key(label)
-    first = key.split()[0] if key.split() else ''
-    if key in OTHER_WORDS or first in {'chair', 'operator', 'clerk'} or re.match(r'(acting )?chair\b', key): return 'other'
-    if key in INTERVIEWER_WORDS or re.fullmatch(r'(interviewer|client|analyst|moderator|host)( \d+)?', key): return 'interviewer'
-    if key in EXPERT_WORDS or re.fullmatch(r'(expert|interviewee|respondent|witness)( \d+)?', key): return 'expert'
+    if key in OTHER_WORDS or _OTHER_LABEL.match(key): return 'other'
+    if key in INTERVIEWER_WORDS or _INTERVIEWER_LABEL.fullmatch(key): return 'interviewer'
+    if key in EXPERT_WORDS or _EXPERT_LABEL.fullmatch(key): return 'expert'
     return None
+
+_TITLED = re.compile(r'\(.*' + _JOB_TITLE.pattern, re.I)
 
 def titled_label(label: str) -> bool:
     "Whether the label carries a job title in parentheses."
-    return bool(re.search(r'\(.*' + _JOB_TITLE.pattern, label, re.I))
+    return '(' in label and bool(_TITLED.search(label))
 
 # %% ../nbs/02_roles.ipynb #d5adbd65
 _YOU = re.compile(r"\b(?:you|your|you're|you've|you'd|yourself)\b")  # matched on lower-cased text
@@ -86,10 +91,12 @@ ROLE_MODEL = {'mean': [0.4072, 1.0418, 0.0889, 4.254, 0.3025, -0.3834, 0.0727],
               'scale': [0.3907, 1.3065, 0.1991, 0.7195, 0.3769, 0.3802, 0.2597], 
               'weights': [1.059, 0.895, -0.939, 0.305, -1.865, 0.924, 0.399], 'bias': 1.138}
 
+_COEF = [w / sd for w, sd in zip(ROLE_MODEL['weights'], ROLE_MODEL['scale'])]  # the standardisation folded in, once
+_BIAS = ROLE_MODEL['bias'] - sum(c * mu for c, mu in zip(_COEF, ROLE_MODEL['mean']))
+
 def interviewer_logit(f: dict) -> float:
     "The evidence that a person is the interviewer, as a logit."
-    m = ROLE_MODEL
-    return m['bias'] + sum(w * (f[k] - mu) / sd for k, w, mu, sd in zip(FEATURES, m['weights'], m['mean'], m['scale']))
+    return _BIAS + sum(c * f[k] for c, k in zip(_COEF, FEATURES))
 
 # %% ../nbs/02_roles.ipynb #9639413e
 _HOUSEKEEPING_KINDS = {
@@ -221,7 +228,7 @@ def _decide(key, f, meta, intros):
     if meta.get('expert_name') and _named(key, [meta['expert_name']]): return 'expert', 0.97, 'named as the expert in the header'
     if _named(key, meta.get('interviewers')): return 'interviewer', 0.95, 'named as interviewer in the header'
     side, phrase = _intro_side(key, intros)
-    z = interviewer_logit(f) - 1.5 * any(titled_label(l) for l in f['labels']) + 2.5 * side
+    z = f['logit'] - 1.5 * any(titled_label(l) for l in f['labels']) + 2.5 * side
     why = f"{f['q_turns']:.0%} of {f['turns']} turns ask, {f['word_share']:.0%} of words, {f['answers']:.0%} answer"
     if side: why += f'; introduced as {"interviewer" if side > 0 else "expert"} ("{phrase}")'
     return ('interviewer' if z >= 0 else 'expert'), _confidence(z, f), why
@@ -251,7 +258,7 @@ def _quiet_sides(tr: Transcript, decided: dict, feats: dict, intros: dict):
     for k in quiet:
         side, phrase = _intro_side(k, intros)
         titled = any(titled_label(l) for l in feats[k]['labels'])
-        z = 0.25 * max(-4.0, min(4.0, interviewer_logit(feats[k]))) - 1.5 * titled + 2.5 * side + sum(v for v, _ in votes[k])
+        z = 0.25 * max(-4.0, min(4.0, feats[k]['logit'])) - 1.5 * titled + 2.5 * side + sum(v for v, _ in votes[k])
         reasons = [w for _, w in votes[k]] + ([f'introduced as {"interviewer" if side > 0 else "expert"} ("{phrase}")'] if side else []) \
                   + (['a job title in the label'] if titled else [])
         if abs(z) < 0.5 or not reasons: continue
@@ -265,7 +272,7 @@ def _correct(decided: dict, feats: dict):
     "Apply the call's structure: two parties are one of each; someone answers; someone asks."
     sides = [k for k, d in decided.items() if d[0] != 'other']
     if not sides: return
-    logit = {k: interviewer_logit(feats[k]) for k in sides}
+    logit = {k: feats[k]['logit'] for k in sides}
     for role, pick in (('expert', min), ('interviewer', max)):
         if len(sides) >= 2 and not any(decided[k][0] == role for k in sides):
             k = pick(sides, key=logit.get)
@@ -283,6 +290,7 @@ def assign_roles(tr: Transcript, threshold: float = 0.7, overrides: dict | None 
     "Set `tr.speakers`: a role, confidence, evidence and review flag for every speaker label (one pass over the turns)."
     if not tr.ok: return tr
     feats, intros = person_features(tr), introductions(tr)
+    for f in feats.values(): f['logit'] = interviewer_logit(f)
     decided = {k: _decide(k, f, tr.metadata, intros) + ('auto',) for k, f in feats.items()}
     _housekeepers(tr, decided)
     _quiet_sides(tr, decided, feats, intros)
