@@ -17,7 +17,7 @@ def test_two_companies_side_by_side(tmp_path):
         res = json.loads((d / 'results.json').read_text())
         assert res['company'] == name and res['metrics']['succeeded'] == res['metrics']['transcripts'] > 8
     acme = json.loads((tmp_path / 'out' / 'Acme Labs' / 'results.json').read_text())
-    assert acme['questions'][0]['question'] == "What evidence shows Acme Labs's market leadership and competitive advantage?"
+    assert acme['questions'][0]['question'] == "What is Acme Labs's market position, and what evidence shows it?"
 
 def test_workbook_sheets_hold_their_quotes(tmp_path):
     flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', env={'CACHE_DIR': str(tmp_path / 'cache')})
