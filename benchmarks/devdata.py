@@ -20,7 +20,8 @@ def render(rec) -> str:
 
 # --- Renderings of the oral histories the way expert networks print calls (for eval_roles.py and eval_renderings.py) ---
 # Labels relabelled to role words, a network-style header, and in every other call a moderator who opens with the
-# recording notice and compliance reminder, hands over, and closes. The words of every turn are the record's own.
+# recording notice and compliance reminder, hands over, and (in half of those) closes; one call in four has no separator
+# line after the header, so a single moderator turn sits right against it. The words of every turn are the record's own.
 
 NETWORK_LABELS = [('Client', 'Expert'), ('Analyst', 'Advisor'), ('Interviewer', 'Expert'), ('Q', 'A')]
 MODERATORS = ['Moderator', 'MODERATOR', 'Operator', 'Host']
@@ -60,13 +61,15 @@ def network_call(rec, i: int) -> dict:
     roles = {labels[s]: r for s, r in rec['speaker_roles'].items() if s in labels}
     if i % 2 == 0:  # half the calls open and close with a moderator doing only housekeeping
         mod = MODERATORS[(i // 2) % len(MODERATORS)]
-        turns = [(mod, OPENINGS[(i // 2) % 2].format(network=network))] + turns + [(mod, CLOSINGS[(i // 2) % 2])]
+        closing = [(mod, CLOSINGS[(i // 2) % 2])] if i % 4 else []  # one moderator in two opens only: one turn
+        turns = [(mod, OPENINGS[(i // 2) % 2].format(network=network))] + turns + closing
         roles[mod] = 'other'
-    return dict(id=rec['id'], header=header, turns=turns, roles=roles)
+    return dict(id=rec['id'], header=header, turns=turns, roles=roles, separator=i % 4 != 0)
 
 def call_text(call: dict) -> str:
-    "A network call as a .txt transcript: the header, a separator, then `Label: text` paragraphs."
-    return '\n'.join(call['header']) + '\n----------\n\n' + '\n\n'.join(f'{l}: {t}' for l, t in call['turns']) + '\n'
+    "A network call as a .txt transcript: the header, a separator line (not in every call), then `Label: text` paragraphs."
+    return '\n'.join(call['header']) + ('\n----------\n\n' if call['separator'] else '\n') + \
+        '\n\n'.join(f'{l}: {t}' for l, t in call['turns']) + '\n'
 
 def _short_turns(rec, role: str, need_no_question: bool) -> list[int]:
     "Indices of short turns (at most 40 words) by `role`, past the opening, optionally only those without a '?'."

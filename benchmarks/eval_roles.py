@@ -12,7 +12,7 @@ Four measurements, each parsed and given roles exactly as `flexxray parse` does 
 4. reliability: of all speakers scored above, accuracy by confidence band (a calibrated 0.9 is right about 90% of the time).
 `--fit` refits the turn-level weights (ROLE_MODEL in nbs/02_roles.ipynb) by logistic regression and prints them.
 """
-import argparse, collections, time
+import argparse, collections, difflib, time
 import numpy as np
 import devdata
 from flexxray_nb.parse import parse_text
@@ -79,10 +79,11 @@ def network_style(recs, scores, errors):
         call = devdata.network_call(rec, i)
         tr = assign_roles(parse_text(devdata.call_text(call)))
         scores.add('moderated' if i % 2 == 0 else 'not moderated', tr, call['roles'], errors, rec['id'])
-        got = [(t.speaker, tr.turn_text(t).split()) for t in tr.turns]
-        want = [(l, t.split()) for l, t in call['turns']]
-        total += len(want); lost += len(want) - sum(g == w for g, w in zip(got, want)) if len(got) == len(want) else len(want)
-    print(f'network style: {total} turns, {lost} lost or changed')
+        got = [(t.speaker, tuple(tr.turn_text(t).split())) for t in tr.turns]
+        want = [(l, tuple(t.split())) for l, t in call['turns']]
+        same = sum(b.size for b in difflib.SequenceMatcher(None, want, got, autojunk=False).get_matching_blocks())
+        total += len(want); lost += len(want) - same
+    print(f'network style: {total} turns, {lost} lost or changed (speaker or words)')
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
