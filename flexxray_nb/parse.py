@@ -775,13 +775,13 @@ def _skip_reason(entry: os.DirEntry) -> Optional[str]:
     try: st = os.stat(entry.path)
     except OSError as e:
         return 'symlink loop' if e.errno == errno.ELOOP else 'broken link' if entry.is_symlink() else f'cannot read: {e.strerror}'
-    if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode): return None
-    return f'not a regular file ({_file_kind(st.st_mode)})'
+    if stat.S_ISDIR(st.st_mode): return 'link to a folder, not followed' if entry.is_symlink() else None
+    return None if stat.S_ISREG(st.st_mode) else f'not a regular file ({_file_kind(st.st_mode)})'
 
 def _walk(folder: pathlib.Path, seen: set, warn) -> list[pathlib.Path]:
-    "Transcript files under `folder`; a folder reached twice (a link loop) is skipped with a warning."
+    "Transcript files under `folder`; a folder reached twice is skipped with a warning."
     st = os.stat(folder)
-    if (st.st_dev, st.st_ino) in seen: warn(folder, 'link to a folder already read (a loop); skipped'); return []
+    if (st.st_dev, st.st_ino) in seen: warn(folder, 'folder already read; skipped'); return []
     seen.add((st.st_dev, st.st_ino))
     try: entries = list(os.scandir(folder))
     except OSError as e: warn(folder, f'cannot list folder: {e.strerror}'); return []
