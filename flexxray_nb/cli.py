@@ -45,6 +45,7 @@ def write_json_line(obj: dict, out=None, slice_chars: int = 1 << 20):
         out.write('"')
     out.write(rest + '\n'); out.flush()
 
+# %% ../nbs/15_cli.ipynb #80a1bb0f
 def report_problems(tr: Transcript):
     "One stderr line for a transcript's error and one per warning, its file name escaped."
     if tr.error: print(f'flexxray: {printable(tr.file)}: {tr.error}', file=sys.stderr)
@@ -136,6 +137,7 @@ def cmd_run(args, settings) -> int:
         if m['transcripts'] and not m['succeeded']: status = 1
     return status
 
+# %% ../nbs/15_cli.ipynb #7b501870
 def cmd_companies(args, settings) -> int:
     "List the company configs found; a broken one is a warning line, not the end of the list."
     errors = []
@@ -223,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_new_company)
     return ap
 
+# %% ../nbs/15_cli.ipynb #59edbb52
 def main(argv=None) -> int:
     "Entry point of the `flexxray` console script: a bad input is one line on stderr and exit status 2."
     args = build_parser().parse_args(argv)

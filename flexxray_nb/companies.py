@@ -64,6 +64,7 @@ def _questions(path, d: dict) -> tuple[list[Question], list[Question]]:
         raise ValueError(f'{printable(path)}: every question needs a non-empty `question` string')
     return questions, grid
 
+# %% ../nbs/05_companies.ipynb #c6ea57d5
 def read_company(path) -> Company:
     "A company config from its TOML file (a one-line ValueError if it cannot be one)."
     path = pathlib.Path(path)

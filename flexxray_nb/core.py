@@ -48,6 +48,7 @@ DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.
                   'gpt-5-mini': (0.25, 0.025, 2.00), 'gpt-5-nano': (0.05, 0.005, 0.40),
                   'text-embedding-3-small': (0.02, 0.02, 0.0), 'text-embedding-3-large': (0.13, 0.13, 0.0)}
 
+# %% ../nbs/00_core.ipynb #0e1fef21
 class Settings(BaseModel):
     "Every run setting of the toolkit, validated."
     model_config = ConfigDict(validate_assignment=True, extra='forbid')

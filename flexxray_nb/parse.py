@@ -45,6 +45,7 @@ def _guess_encoding(data: bytes) -> str:
     try: data.decode('utf-8', 'flexxray-cp1252') if enc == MIXED else data.decode('cp1252'); return enc
     except UnicodeDecodeError as e: raise ParseError(f'undecodable bytes: not UTF-8, UTF-16 or cp1252 (byte {e.start})')
 
+# %% ../nbs/01_parse.ipynb #e12f1d1e
 def decode_text(data: bytes, warnings: list | None = None) -> tuple[str, str]:
     "Decode transcript bytes to text with `\\n` newlines; returns `(text, encoding)`; a mixed file adds a warning."
     if not data.strip(): raise ParseError('empty file')
@@ -309,6 +310,7 @@ _CREDENTIAL = re.compile(r'(?:Ph\.?D|MBA|M\.?D|CPA|CFA|PE|P\.Eng|MSc|BSc|JD|Esq|
 _YEARS = re.compile(r'[\s,;]*\(?\s*(?:since\s+)?(?:19|20)\d\d\s*(?:[-–—]|to)?\s*(?:(?:19|20)\d\d|present|today|now)?\s*\)?\.?\s*$', re.I)
 _PART_SEPS = r'\s+[-–—]+\s+|\s*[|•·]\s*|(?<=[^\d\s])[–—](?=[^\d\s])'
 
+# %% ../nbs/01_parse.ipynb #80656b9f
 def _mask_parens(s: str) -> str:
     "`s` with everything inside parentheses replaced by NULs (same length), to split on what lies outside."
     out, depth = [], 0
@@ -413,6 +415,7 @@ def _header_fields(header) -> tuple[dict, list, Optional[str]]:
         prev = key if m else None
     return fields, interviewers, first_line
 
+# %% ../nbs/01_parse.ipynb #10e3d12e
 def header_metadata(header) -> dict:
     "Metadata from the header's `(offset, line)` pairs."
     meta = dict.fromkeys(METADATA_KEYS)
@@ -515,6 +518,7 @@ def _expat(**handlers):
     for k, v in handlers.items(): setattr(p, k, v)
     return p
 
+# %% ../nbs/01_parse.ipynb #4c9da8b5
 def _bold_styles(zf, limit: int) -> set:
     "Ids of the styles that make a run bold (following `basedOn`)."
     if 'word/styles.xml' not in zf.namelist(): return set()
@@ -603,6 +607,7 @@ def _paragraph(self: _DocxBody):
     if label: self.labels.add(label)
     self._block(text)
 
+# %% ../nbs/01_parse.ipynb #727555ad
 def _bold_label(runs) -> Optional[str]:
     "The speaker label of a paragraph whose runs open with bold text ending in a colon."
     bold = ''

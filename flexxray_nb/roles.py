@@ -120,6 +120,8 @@ _HOUSEKEEPING_KINDS = {
 }
 _HOUSEKEEPING = re.compile('|'.join(f'(?P<k{i}>{v})' for i, v in enumerate(_HOUSEKEEPING_KINDS.values())))  # on lower case
 _KIND_NAMES = {f'k{i}': k for i, k in enumerate(_HOUSEKEEPING_KINDS)}
+
+# %% ../nbs/02_roles.ipynb #2a54525d
 _ASKS = re.compile(r"\?|(?:^|[.!?:]\s+|\b(?:so|and|now|then|okay|well),?\s+)(?:please\s+)?(?:tell (?:us|me)|describe|"
                    r"talk (?:to us |to me )?about|walk (?:us|me) through|explain|could you|can you|would you|i'?d like (?:for )?you to|"
                    r"i wonder|i (?:would|'d) like to (?:know|ask)|i want to (?:know|ask)|my question)\b", re.I)
