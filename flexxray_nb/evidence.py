@@ -26,6 +26,7 @@ class EvidenceParams:
     "The calibrated thresholds of the evidence verdict and ranking (one set for all data)."
     common: tuple = (4.5, 6.5)   # Zipf frequencies between which a present word's weight falls to `floor`
     floor: float = 0.2
+    specific: float = 5.2        # a word at or below this Zipf frequency is specific (two such must meet, not "main")
     rare: tuple = (3.0, 5.0)     # Zipf frequencies between which a missing word's weight falls to 0
     name_missing: float = 0.7    # a missing name weighs at least this share
     subject: float = 0.5         # weight of the company's own name
@@ -184,6 +185,10 @@ class Weighed:
     present: float         # weight of the `top` heaviest present words
     missing: float         # weight of the missing words
 
+def _specific(t: Term, w: float, heaviest: list, p: EvidenceParams) -> bool:
+    "Whether a present word is specific: a name, or not common English, and weighty (a common adjective need not meet its noun)."
+    return (t.name or zipf_frequency(t.word.lower(), 'en') <= p.specific) and w >= heaviest[0] / 4
+
 def weigh(terms, pm: Postings, stats: CorpusStats, p: EvidenceParams, subject=frozenset()) -> Weighed:
     "Weigh a question's words against passages `pm` with run statistics `stats`."
     vocab, n = Vocabulary(stats.df), len(pm)
@@ -201,8 +206,8 @@ def weigh(terms, pm: Postings, stats: CorpusStats, p: EvidenceParams, subject=fr
         near = pm.nearby(tf > 0, p.window) if p.window else np.zeros(n, bool)
         own += w * hit; stretch += w * (hit | near); words += (hit | near) * (w >= heaviest[0] / 4)
         score += w * (tf * (p.k1 + 1) / (tf + norm) + p.lead_in * (pm.counts(forms, lead_in=True) > 0) + p.near * near)
-    meaningful = sum(r[4] and r[3] >= heaviest[0] / 4 for r in rows) if heaviest else 0
-    stretch = np.where(words >= min(2, meaningful), stretch, 0.0)  # one word alone is no stretch when two could meet
+    meaningful = sum(r[4] and _specific(r[0], r[3], heaviest, p) for r in rows)
+    stretch = np.where(words >= min(2, meaningful), stretch, 0.0)  # one word alone is no stretch when two specific ones could meet
     return Weighed(rows, stretch, own, score, sum(heaviest), sum(r[3] for r in rows if not r[4]))
 
 # %% ../nbs/06_evidence.ipynb #372eba86
