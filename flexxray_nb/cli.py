@@ -90,7 +90,7 @@ def cmd_ask(args, settings) -> int:
         from flexxray_nb.llm import LLM
         llm = LLM(settings)
     for question, ev in zip(args.question, ask_calls(args.question, quotes, args.top_k, settings, llm)):
-        for row in ask_json(question, ev): print(json.dumps(row, ensure_ascii=False))
+        for row in ask_json(question, ev): print(json_line(row))
     return 1 if failed == n else 0
 
 # %% ../nbs/15_cli.ipynb #aef1dca4
