@@ -269,25 +269,21 @@ class BatchManager:
             bar.close()
 
         llm = analyzer.llm
-        if llm is not None:  # this run's calls only: the client may have served earlier runs
-            first_row, rejected0, llm.budget_stop = len(llm.ledger), llm.quotes_rejected, None
+        if llm is not None: llm.start_run()  # this run's status, budget and ledger rows: the client may have served others
         try:
             with (mon or _Null()):
                 analysis = combine(company, digests(), s, llm)
-                return self._finish(analysis, s, llm, first_row if llm else 0, rejected0 if llm else 0, mon, sizes,
-                                    counts, t0, log, out, write_outputs, overrides)
+                return self._finish(analysis, s, llm, mon, sizes, counts, t0, log, out, write_outputs, overrides)
         finally:
             for h in list(log.handlers): h.close(); log.removeHandler(h)
 
-    def _finish(self, analysis, s, llm, first_row, rejected0, mon, sizes, counts, t0, log, out, write_outputs, overrides):
+    def _finish(self, analysis, s, llm, mon, sizes, counts, t0, log, out, write_outputs, overrides):
         "Metrics, report and outputs of a finished run."
-        from flexxray_nb.llm import ledger_metrics
-        llm_m = ledger_metrics(llm.ledger[first_row:]) | {'quotes_rejected': llm.quotes_rejected - rejected0} if llm else {}
+        llm_m = llm.metrics() if llm else {}  # with the LLM status and the line that says how the model was used
         wall = round(time.perf_counter() - t0, 3)
         n, failed = len(analysis.transcripts), sum(not t.ok for t in analysis.transcripts)
         metrics = dict(transcripts=n, succeeded=n - failed, failed=failed, wall_s=wall, **{k: v for k, v in llm_m.items()})
         res = results_dict(analysis, metrics)
-        if llm is not None and getattr(llm, 'budget_stop', None): res['metrics']['budget_stop'] = llm.budget_stop
         perf = dict(total_transcripts=n, processing_time=wall, api_calls=res['metrics']['api_calls'],
                     api_cost=res['metrics']['cost_usd'], success_rate=round(100 * (n - failed) / max(n, 1), 1),
                     error_count=failed, cache_hits=res['metrics']['cache_hits'],
@@ -295,10 +291,11 @@ class BatchManager:
                     quotes_rejected=llm_m.get('quotes_rejected', 0), throughput_per_s=round(n / max(wall, 1e-9), 2),
                     peak_rss_mb=mon.peak_rss_mb if mon else None, batch_size_changes=len(sizes) - 1, **counts)
         res['metrics']['performance'] = perf
-        ledger = llm.ledger_df().iloc[first_row:] if llm else pd.DataFrame(columns=['model', 'stage', 'transcript', 'cost_usd'])
+        ledger = llm.ledger_df() if llm else pd.DataFrame(columns=['model', 'stage', 'transcript', 'cost_usd'])
         report = generate_batch_report([dict(file=t.file, status='ok' if t.ok else 'error', error=t.error) for t in analysis.transcripts], perf)
         log.info('done: %d/%d ok, %d processed, %d resumed, %.1f s, $%.4f', n - failed, n, counts['processed'],
                  counts['resumed'], wall, perf['api_cost'])
+        if llm_m.get('llm_message'): log.warning('%s', llm_m['llm_message'])
         br = BatchResults(analysis, res, perf, report, mon.timeline() if mon else pd.DataFrame(), pd.DataFrame(sizes), ledger, out)
         res['role_overrides'] = overrides or {}
         if write_outputs:
@@ -311,11 +308,14 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *exc): pass
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record): return redact(super().format(record))  # no credentials in run.log
+
 def _logger(path) -> logging.Logger:
     "A logger writing to the run's log file (progress bars follow `log_progress`; the log file is always written)."
     log = logging.getLogger(f'flexxray.run.{path}')
     log.setLevel(logging.INFO); log.propagate = False
-    h = logging.FileHandler(path, encoding='utf-8'); h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    h = logging.FileHandler(path, encoding='utf-8'); h.setFormatter(_RedactingFormatter('%(asctime)s %(levelname)s %(message)s'))
     log.addHandler(h)
     return log
 

@@ -91,6 +91,9 @@ def cmd_ask(args, settings) -> int:
         llm = LLM(settings)
     for question, ev in zip(args.question, ask_calls(args.question, quotes, args.top_k, settings, llm)):
         for row in ask_json(question, ev): print(json_line(row))
+    if llm is not None:
+        if msg := llm.metrics()['llm_message']: print(f'flexxray: {msg}', file=sys.stderr)  # the model unavailable or stopped
+        llm.close()
     return 1 if failed == n else 0
 
 # %% ../nbs/15_cli.ipynb #aef1dca4
@@ -133,7 +136,8 @@ def cmd_run(args, settings) -> int:
         m = res['metrics']
         print(f"{company}: {m['succeeded']}/{m['transcripts']} transcripts, "
               f"{sum(q['evidence'] == 'found' for q in res['questions'])}/{len(res['questions'])} questions with evidence, "
-              f"${m['cost_usd']:.4f}, {m['wall_s']:.1f} s -> {pathlib.Path(paths['html']).parent}")
+              f"${m['cost_usd']:.4f}, {m['wall_s']:.1f} s -> {pathlib.Path(paths['html']).parent}"
+              + (f"; {m['llm_message']}" if m.get('llm_message') else ''))  # the model unavailable or stopped: said here
         if m['transcripts'] and not m['succeeded']: status = 1
     return status
 
@@ -234,5 +238,5 @@ def main(argv=None) -> int:
         settings = load_settings(**overrides)
         return args.func(args, settings)
     except (ValueError, OSError) as e:  # SettingsError, unknown company, existing file, unwritable folder
-        print(f'flexxray: {printable(e)}', file=sys.stderr)
+        print(f'flexxray: {printable(redact(str(e)))}', file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # %% auto #0
 __all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'printable', 'Price', 'Settings', 'env_settings',
            'SettingsError', 'ini_settings', 'settings_error', 'load_settings', 'Turn', 'Speaker', 'Quote', 'Transcript',
-           'content_id', 'turns_df', 'speakers_df', 'quotes_df', 'transcripts_df']
+           'content_id', 'turns_df', 'speakers_df', 'quotes_df', 'transcripts_df', 'redact']
 
 # %% ../nbs/00_core.ipynb #efe0345e
 def printable(s) -> str:
@@ -241,3 +241,25 @@ def transcripts_df(transcripts) -> pd.DataFrame:
     rows = [dict(file=t.file, id=t.id, format=t.format, speakers=len(t.speakers), words=sum(s.words for s in t.speakers), **{k: t.metadata.get(k) for k in METADATA_KEYS}, error=t.error)
             for t in transcripts]
     return pd.DataFrame(rows)
+
+# %% ../nbs/00_core.ipynb #75c8bb21
+import re
+
+_SECRET_RX = re.compile(r"""(?P<key>(?<![\w-])sk-[\w*…-]{4,})
+  |(?<=://)(?P<userinfo>[^/\s@"'<>]+)@
+  |(?P<header>(?i:(?:proxy-)?authorization|x-api-key|api-key))(?P<sep>["']?\s*[:=]\s*["']?)
+    (?P<scheme>(?i:bearer|basic|token)\s+)?(?(scheme)|(?=[^\s"',;<>]{8}))[^\s"',;<>]+""", re.X)
+
+def _mask(m: re.Match) -> str:
+    if m['key']: return 'sk-[redacted]'
+    if m['userinfo']: return '[redacted]@'
+    return f"{m['header']}{m['sep']}{m['scheme'] or ''}[redacted]"
+
+def redact(obj, secrets=()):
+    "`obj` without API keys, URL credentials or Authorization headers (strings, and the strings inside lists and dicts)."
+    if isinstance(obj, dict): return {k: redact(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return type(obj)(redact(v, secrets) for v in obj)
+    if not isinstance(obj, str) or not obj: return obj
+    for s in (os.environ.get('OPENAI_API_KEY'), *secrets):
+        if s and len(s) >= 8: obj = obj.replace(s, '[redacted]')  # a gateway's key need not start with sk-
+    return _SECRET_RX.sub(_mask, obj)

@@ -51,7 +51,7 @@ def set_cell(ws, row: int, col: int, value):
     if isinstance(value, (list, dict, tuple, set)): value = json.dumps(value, default=str, ensure_ascii=False)
     if value is not None and not isinstance(value, (str, int, float, bool)): value = str(value)
     if isinstance(value, float) and value != value: value = None
-    if isinstance(value, str): value = ILLEGAL_CHARACTERS_RE.sub('', value)[:32000]
+    if isinstance(value, str): value = redact(ILLEGAL_CHARACTERS_RE.sub('', value))[:32000]  # no credentials in the workbook
     cell = ws.cell(row=row, column=col, value=value)
     if isinstance(value, str) and value[:1] in ('=', '+', '-', '@'): cell.data_type = 's'
     return cell

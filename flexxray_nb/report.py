@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_report.ipynb #0609f92d
 from __future__ import annotations
-import html, os, pathlib, re
+import html, json, os, pathlib, re
 from importlib import resources
 import pandas as pd
 from .core import *
@@ -12,8 +12,8 @@ from .analysis import Analysis
 
 # %% auto #0
 __all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'cell_html', 'grid_html',
-           'speakers_html', 'validate_params', 'make_self_contained', 'export_html', 'template_path', 'run_report',
-           'run_reports']
+           'speakers_html', 'validate_params', 'make_self_contained', 'export_html', 'template_path', 'kernel_manager',
+           'run_report', 'run_reports']
 
 # %% ../nbs/13_report.ipynb #74dc855c
 esc = lambda s: html.escape('' if s is None else str(s))
@@ -29,13 +29,14 @@ STYLE = '''<style>
 </style>'''
 
 def summary_html(res: dict, settings: Settings) -> str:
-    "The run summary: what was analysed, how it went, what it cost."
+    "The run summary: first whether the model was used as asked, then what was analysed, how it went, what it cost."
     m = res['metrics']
     found = sum(q['evidence'] == 'found' for q in res['questions'])
     kpis = [('transcripts', f"{m['succeeded']} of {m['transcripts']} read"), ('questions answered', f"{found} of {len(res['questions'])}"),
-            ('API calls', m['api_calls']), ('cache hits', m['cache_hits']), ('cost', f"${m['cost_usd']:.4f}"),
+            ('API calls', f"{m['api_calls']} answered, {m.get('api_attempts', m['api_calls'])} attempts"), ('cache hits', m['cache_hits']), ('cost', f"${m['cost_usd']:.4f}"),
             ('wall time', f"{m['wall_s']:.1f} s"), ('backend', settings.backend)]
-    return STYLE + f'<div class="fx"><h2>{esc(res["company"])}: expert-call analysis</h2>' + \
+    llm = f'<p class="flag">{esc(m["llm_message"])}</p>' if m.get('llm_message') else ''  # the model unavailable or stopped
+    return STYLE + f'<div class="fx"><h2>{esc(res["company"])}: expert-call analysis</h2>{llm}' + \
         ''.join(f'<span class="kpi"><b>{esc(k)}</b>: {esc(v)}</span>' for k, v in kpis) + '</div>'
 
 def answers_html(res: dict) -> str:
@@ -136,13 +137,22 @@ def export_html(ipynb, html_path) -> pathlib.Path:
     exporter = HTMLExporter(template_name='lab', exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     html_path = pathlib.Path(html_path)
-    html_path.write_text(make_self_contained(body), encoding='utf-8')
+    html_path.write_text(redact(make_self_contained(body)), encoding='utf-8')
     return html_path
 
 # %% ../nbs/13_report.ipynb #87f568cf
 def template_path() -> pathlib.Path:
     "The report notebook template shipped with the package."
     return pathlib.Path(str(resources.files('flexxray_nb'))) / 'templates' / 'report.ipynb'
+
+def kernel_manager(env: dict):
+    "A Jupyter kernel manager class whose kernels start with `env` over this process's environment, which stays as it is."
+    from jupyter_client import AsyncKernelManager
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw['env'] = {**os.environ, **kw.get('env', {}), **env}
+            return await super().start_kernel(**kw)
+    return KernelManager
 
 def run_report(company='FlexXray', out_dir='reports', log_output=False, **params) -> dict:
     "Execute the report notebook for `company` with papermill and render it; returns the paths written."
@@ -153,11 +163,14 @@ def run_report(company='FlexXray', out_dir='reports', log_output=False, **params
     name = load_company(company).name
     dest = pathlib.Path(out_dir) / name
     dest.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault('PLOTLY_RENDERER', 'notebook')
-    os.environ['TQDM_DISABLE'] = '1'
+    env = {'PLOTLY_RENDERER': os.environ.get('PLOTLY_RENDERER', 'notebook'), 'TQDM_DISABLE': '1'}
+    if p['base_url'] and redact(p['base_url']) != p['base_url']: env['OPENAI_BASE_URL'], p['base_url'] = p['base_url'], None
     nb_out = dest / 'report.ipynb'
-    pm.execute_notebook(str(template_path()), str(nb_out), parameters=p, kernel_name='python3', progress_bar=False,
-                        log_output=log_output, cwd=os.getcwd())
+    try: pm.execute_notebook(str(template_path()), str(nb_out), parameters=p, kernel_name='python3', progress_bar=False,
+                             log_output=log_output, cwd=os.getcwd(), kernel_manager_class=kernel_manager(env))
+    finally:
+        if nb_out.is_file(): nb_out.write_text(json.dumps(redact(json.loads(nb_out.read_text(encoding='utf-8'))), indent=1,
+                                                      ensure_ascii=False) + '\n', encoding='utf-8')
     html_out = export_html(nb_out, dest / 'report.html')
     return dict(notebook=nb_out, html=html_out, xlsx=dest / 'analysis.xlsx', results=dest / 'results.json')
 
