@@ -246,12 +246,14 @@ def transcripts_df(transcripts) -> pd.DataFrame:
 import re
 
 _SECRET_RX = re.compile(r"""(?P<key>(?<![\w-])sk-[\w*…-]{4,})
+  |(?P<masked>[\w+/=-]{4,}[*•]{4,}[\w+/=-]{4,})
   |(?<=://)(?P<userinfo>[^/\s@"'<>]+)@
   |(?P<header>(?i:(?:proxy-)?authorization|x-api-key|api-key))(?P<sep>["']?\s*[:=]\s*["']?)
     (?P<scheme>(?i:bearer|basic|token)\s+)?(?(scheme)|(?=[^\s"',;<>]{8}))[^\s"',;<>]+""", re.X)
 
 def _mask(m: re.Match) -> str:
     if m['key']: return 'sk-[redacted]'
+    if m['masked']: return '[redacted]'
     if m['userinfo']: return '[redacted]@'
     return f"{m['header']}{m['sep']}{m['scheme'] or ''}[redacted]"
 

@@ -50,3 +50,24 @@ def test_shared_contract_checker(tmp_path):
                           str(tmp_path / 'FlexXray' / 'results.json')], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count('ok ') == 3
+
+def test_an_unavailable_endpoint_is_reported_everywhere(tmp_path, monkeypatch, capsys):
+    "A dead endpoint: the run completes offline (exit 0) and the summary line, the report's first screen, run.log and\nresults.json say the LLM was unavailable; the caller's environment is as it was (the kernel gets its own)."
+    import socket
+    from flexxray_nb.cli import main
+    with socket.socket() as so: so.bind(('127.0.0.1', 0)); port = so.getsockname()[1]   # nothing listens there
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-test'); monkeypatch.setenv('MAX_RETRIES', '1')
+    monkeypatch.setenv('CACHE_DIR', str(tmp_path / 'cache'))
+    before = dict(os.environ)
+    code = main(['run', '--company', 'FlexXray', '--backend', 'openai', '--base-url', f'http://127.0.0.1:{port}/v1', '--out', str(tmp_path)])
+    assert code == 0 and dict(os.environ) == before
+    res = json.loads((tmp_path / 'FlexXray' / 'results.json').read_text())
+    m = res['metrics']
+    assert (m['llm_status'], m['api_calls']) == ('unavailable', 0) and m['api_attempts'] >= 2
+    line = f"LLM unavailable after {m['api_attempts']} attempts: answers are local"
+    assert m['llm_message'].startswith(line)
+    assert line in capsys.readouterr().out
+    assert line in (tmp_path / 'FlexXray' / 'run.log').read_text()
+    page = (tmp_path / 'FlexXray' / 'report.html').read_text()
+    assert f'<p class="flag">{line}' in page and page.index(line) < page.index('<h3>')   # on the first screen
+    assert sum(q['evidence'] == 'found' for q in res['questions']) >= 5                      # answered offline
