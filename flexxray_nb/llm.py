@@ -121,16 +121,18 @@ class Cache:
         self._db().execute('INSERT OR IGNORE INTO responses VALUES (?,?,?,?)', (key, model, json.dumps(value), time.time()))
     def __len__(self): return self._db().execute('SELECT COUNT(*) FROM responses').fetchone()[0]
 
-# %% ../nbs/07_llm.ipynb #5be2b97b
+# %% ../nbs/07_llm.ipynb #62dd1716
 class LoopThread:
     "An asyncio event loop in a daemon thread: coroutines run there from any thread; Ctrl-C cancels them; `close` ends it."
-    def __init__(self): self.loop, self.thread = None, None
+    def __init__(self): self.loop, self.thread, self.closed = None, None, False
 
     def submit(self, coro) -> Future:
         "Schedule `coro` on the loop (started on first use); returns a concurrent future."
+        if self.closed: coro.close(); raise RuntimeError('this event loop (and the client that owned it) is closed')
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()
-            self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name='flexxray-llm-loop')
+            self.loop = loop = asyncio.new_event_loop()
+            def serve(): loop.run_forever(); loop.close()
+            self.thread = threading.Thread(target=serve, daemon=True, name='flexxray-llm-loop')
             self.thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
@@ -144,24 +146,30 @@ class LoopThread:
 
     def run(self, coro): return self.wait(self.submit(coro))
 
-    def cancel(self):
-        "Cancel every task on the loop and wait until they have cleaned up."
-        async def cancel_all():
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks: t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
-
-    def close(self, last=None):
-        "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
-        if self.loop is None: return
-        self.cancel()
-        if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30); self.loop.close()
-        self.loop = self.thread = None
-
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+# %% ../nbs/07_llm.ipynb #8119f9c6
+@patch
+def cancel(self: LoopThread):
+    "Cancel every task on the loop and wait until they have cleaned up."
+    async def cancel_all():
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks: t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
+
+@patch
+def close(self: LoopThread, last=None):
+    "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
+    self.closed = True
+    if self.loop is None: return
+    if threading.current_thread() is self.thread:  # the owner was collected by its last task: stop once that is delivered
+        self.loop.call_soon(self.loop.stop); self.loop = self.thread = None; return
+    self.cancel()
+    if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
+    self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30)
+    self.loop = self.thread = None
 
 # %% ../nbs/07_llm.ipynb #c073860f
 def parse_duration(s) -> float:

@@ -202,7 +202,7 @@ def test_the_endpoint_is_in_the_cache_key(tmp_path):
         assert len(a.requests('/chat/completions')) == 1 and len(b.requests('/chat/completions')) == 1
 
 def test_close_ends_the_event_loop(srv, tmp_path):
-    import threading
+    import asyncio, gc, threading, time
     with make_llm(srv, tmp_path) as llm:
         llm.run([req()])
         thread = llm._loop.thread
@@ -211,8 +211,16 @@ def test_close_ends_the_event_loop(srv, tmp_path):
     before = {t for t in threading.enumerate() if t.name == 'flexxray-llm-loop'}
     llm = make_llm(srv, tmp_path); llm.run([req(1)]); t = llm._loop.thread
     del llm                                                         # a client dropped without close() ends its loop too
-    import gc; gc.collect()
+    gc.collect()
     assert not t.is_alive() and {t for t in threading.enumerate() if t.name == 'flexxray-llm-loop'} <= before
+    llm = make_llm(srv, tmp_path); pending = llm.submit(req(2)); loop = llm._loop
+    del llm; gc.collect()                                           # dropped while its request runs: the loop ends after it
+    assert isinstance(pending.result(), PassageScores)
+    for _ in range(100):
+        if loop.thread is None: break
+        time.sleep(0.05)
+    assert loop.closed and loop.thread is None
+    with pytest.raises(RuntimeError, match='closed'): pending.loop.submit(asyncio.sleep(0))
 
 def test_ctrl_c_cancels_requests_in_flight(tmp_path):
     "Interrupting a cell: the waiting thread gets KeyboardInterrupt at once, in-flight requests are cancelled and recorded."
