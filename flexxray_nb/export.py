@@ -19,8 +19,8 @@ __all__ = ['METRIC_KEYS', 'HEADER_FILL', 'HEADER_FONT', 'results_dict', 'write_r
            'write_workbook']
 
 # %% ../nbs/11_export.ipynb #e0c675c6
-METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'cache_hits', 'prompt_tokens', 'completion_tokens',
-               'cost_usd', 'wall_s')
+METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'api_attempts', 'cache_hits', 'prompt_tokens',
+               'completion_tokens', 'cost_usd', 'wall_s')
 
 def results_dict(a: Analysis, metrics: dict | None = None) -> dict:
     "The contract's results: company, questions with answers and quotes, transcript statuses, metrics."
