@@ -302,12 +302,12 @@ def ledger_metrics(rows: list[dict]) -> dict:
                 cached_tokens=sum(r['cached_tokens'] for r in live), completion_tokens=sum(r['completion_tokens'] for r in live),
                 cost_usd=round(sum(r['cost_usd'] or 0 for r in live), 6), unknown_cost_calls=sum(r['cost_usd'] is None for r in live))
 
-# %% ../nbs/07_llm.ipynb #4346dfa3
+# %% ../nbs/07_llm.ipynb #bec5e72a
 @dataclass
 class LLMStatus:
     "A run's LLM use: per stage, requests answered, failed and not sent; why it stopped, if it did; quotes rejected."
     stages: dict = field(default_factory=dict)  # stage -> {'answered': n, 'failed': n, 'not_sent': n}
-    stopped: Optional[str] = None               # budget | quota | credentials | unavailable
+    stopped: Optional[str] = None               # budget | quota | credentials | unavailable | error (a caller gave up)
     reason: str = ''                            # why it stopped, or the last failure: one line, credentials removed
     quotes_rejected: int = 0                    # model-cited passages or quotes that grounding rejected
     first_row: int = 0                          # the run's first ledger row
@@ -373,7 +373,7 @@ class LLM:
         "Why this run's LLM use stopped (budget, quota, credentials, unavailable), or None."
         return self.status.stopped
 
-# %% ../nbs/07_llm.ipynb #c81b21a8
+# %% ../nbs/07_llm.ipynb #7b97984f
 @patch
 def start_run(self: LLM):
     "Begin a run: a fresh status and budget; the ledger rows from here on are the run's."
@@ -381,8 +381,8 @@ def start_run(self: LLM):
     self._sends_answered = self._failing = 0  # answered sends in this run; failed sends since the last answered one
 
 @patch
-def stop(self: LLM, kind: str, reason: str):
-    "Stop this run's LLM use (budget, quota, credentials, unavailable): nothing more is sent, answers so far are kept."
+def stop(self: LLM, reason: str, kind: str = 'error'):
+    "Stop this run's LLM use (`kind`: budget, quota, credentials, unavailable, error): nothing more is sent; answers are kept."
     if not self.status.stopped: self.status.stopped, self.status.reason = kind, redact(reason, self._secrets)
 
 @patch
@@ -449,12 +449,12 @@ def _close_request(self: LLM, req: LLMRequest, tally: Tally, outcome: str):
     self._record(req, tally.usage, tally.sends, tally.latency, False, 'sync', outcome)
     if outcome != 'cancelled': self.status.count(req.stage, 'answered' if outcome == 'ok' else 'failed', '' if outcome == 'ok' else outcome)
 
-# %% ../nbs/07_llm.ipynb #77070d2a
+# %% ../nbs/07_llm.ipynb #456b4b1e
 @patch
 async def _hold(self: LLM, usd: Optional[float]) -> float:
     "Hold `usd` in the budget; a budget that cannot hold it stops the run's LLM use."
     try: return await self.budget.hold(usd)
-    except BudgetExceeded as e: self.stop('budget', str(e)); raise
+    except BudgetExceeded as e: self.stop(str(e), 'budget'); raise
 
 @patch
 async def _send(self: LLM, create, params: dict, tally: Tally, hold_usd: Optional[float], tokens: int):
@@ -483,12 +483,12 @@ def _failure(self: LLM, e: openai.APIStatusError) -> Exception:
     msg = error_text(e, self._secrets)
     quota = e.status_code == 429 and getattr(e, 'code', None) == 'insufficient_quota'
     if e.status_code in (401, 403) or quota:
-        self.stop('quota' if quota else 'credentials', msg); return LLMStopped(msg)
+        self.stop(msg, 'quota' if quota else 'credentials'); return LLMStopped(msg)
     if e.status_code == 400 and 'response_format' in msg: return _FormatRefused(msg)
     if e.status_code in RETRY_STATUS: self._failing += 1; return _Retry(msg, dict(e.response.headers))
     return LLMError(msg)
 
-# %% ../nbs/07_llm.ipynb #8a1ed4e0
+# %% ../nbs/07_llm.ipynb #cf27a9bb
 @patch
 async def _post(self: LLM, create, params: dict, tally: Tally, hold_usd: Optional[float], tokens: int):
     "A send retried up to `max_retries` times; each retry waits its backoff, then takes a limiter token and a hold."
@@ -496,7 +496,7 @@ async def _post(self: LLM, create, params: dict, tally: Tally, hold_usd: Optiona
         try: return await self._send(create, params, tally, hold_usd, tokens)
         except _Retry as e: last, headers = e.args
         if attempt <= self.s.max_retries: await self.sleep(backoff_delay(attempt, headers))
-    if not self._sends_answered or self._failing >= 2 * (self.s.max_retries + 1): self.stop('unavailable', last)
+    if not self._sends_answered or self._failing >= 2 * (self.s.max_retries + 1): self.stop(last, 'unavailable')
     raise LLMError(f'failed after {tally.sends} attempts: {last}')
 
 # %% ../nbs/07_llm.ipynb #f2ea199a
