@@ -71,12 +71,12 @@ def accounting_request(i):
     return LLMRequest('gpt-4o-mini', [{'role': 'user', 'content': text}], PassageScores, max_tokens=400, stage='score')
 
 def accounting(cache):
-    "Sends and bills as the server saw them against the client's ledger; a budget under concurrency."
+    "Sends and bills the server saw against the client's ledger (sent one at a time: the same figures each run); a budget."
     async def no_wait(_): pass
     faults = [('length', 3), ('refusal', 2), ('invalid_json_content', 2), ('500', 4), ('429', 2)]
     with MeteredServer() as srv:
         for kind, n in faults: srv.inject(kind, times=n)
-        s = Settings(backend='openai', base_url=srv.base_url, cache_dir=str(cache / 'faults'), log_progress=False, max_concurrency=4)
+        s = Settings(backend='openai', base_url=srv.base_url, cache_dir=str(cache / 'faults'), log_progress=False, max_concurrency=1)
         with LLM(s, api_key='sk-bench', sleep=no_wait) as llm:
             out = llm.run([accounting_request(i) for i in range(20)])
             m = llm.metrics()
