@@ -136,8 +136,8 @@ _REMOTE_LINK = re.compile(r'<link[^>]*\bhref=["\']https?://[^"\']*["\'][^>]*/?>'
 _MATHJAX_CFG = re.compile(r'<script type="text/x-mathjax-config">.*?</script>', re.S)
 _MERMAID = re.compile(r'<script type="module">\s*import mermaid.*?</script>', re.S)
 
-_PLOTLY_JS = re.compile(r'<script type="text/javascript">(/\*\*\n\* plotly\.js v.*?)</script>', re.S)
-_NEW_PLOT = re.compile(r'(<script type="text/javascript">)(\s*window\.PLOTLYENV=.*?)(</script>)', re.S)
+_PLOTLY_JS = re.compile(r'<script(?: type="text/javascript")?>(/\*\*\n\* plotly\.js v.*?)</script>', re.S)
+_NEW_PLOT = re.compile(r'(<script(?: type="text/javascript")?>)(\s*window\.PLOTLYENV=.*?)(</script>)', re.S)
 _INFLATE = ('<script type="text/javascript">window.plotlyReady = new Response(new Blob([Uint8Array.from(atob("{}"), '
             'c => c.charCodeAt(0))]).stream().pipeThrough(new DecompressionStream("gzip"))).text()'
             '.then(js => (0, eval)(js));</script>')
