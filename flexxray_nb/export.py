@@ -4,22 +4,17 @@
 
 # %% ../nbs/11_export.ipynb #e37436b3
 from __future__ import annotations
-import contextlib, itertools, json, os, pathlib, uuid
-from copy import copy
+import contextlib, itertools, json, numbers, os, pathlib, re, uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 import pandas as pd
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+import xlsxwriter
 from .core import *
 from .analysis import Analysis
 
 # %% auto #0
-__all__ = ['METRIC_KEYS', 'HEADER_FILL', 'HEADER_FONT', 'results_metrics', 'records', 'results_parts', 'results_dict',
-           'atomic_path', 'write_results', 'cell_style', 'data_cell', 'write_sheet', 'write_workbook']
+__all__ = ['METRIC_KEYS', 'ILLEGAL', 'FORMATS', 'results_metrics', 'records', 'results_parts', 'results_dict', 'atomic_path',
+           'write_results', 'cell_value', 'write_cell', 'write_sheet', 'write_workbook']
 
 # %% ../nbs/11_export.ipynb #e0c675c6
 METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'api_attempts', 'cache_hits', 'prompt_tokens',
@@ -75,41 +70,40 @@ def write_results(a: Analysis, path, metrics: dict | None = None, **extra) -> pa
     return pathlib.Path(path)
 
 # %% ../nbs/11_export.ipynb #e045d4c9
-def cell_style(ws, **attrs):
-    "A cell style (font, fill, alignment...) registered once in `ws`'s workbook, for `data_cell`."
-    cell = WriteOnlyCell(ws)
-    for k, v in attrs.items(): setattr(cell, k, v)
-    return cell._style  # openpyxl's own copies go through `_style`; setting attributes per cell costs 3x more
+ILLEGAL = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f]')  # control characters a worksheet cannot hold
 
-def data_cell(ws, value, style=None) -> WriteOnlyCell:
-    "A cell holding `value` as data: text that looks like a formula stays text; illegal characters are removed."
+def cell_value(value):
+    "`value` as a worksheet holds it: lists and objects as JSON text, NaN as nothing, illegal characters and credentials removed."
     if isinstance(value, (list, dict, tuple, set)): value = json.dumps(value, default=str, ensure_ascii=False)
-    if value is not None and not isinstance(value, (str, int, float, bool)): value = str(value)
-    if isinstance(value, float) and value != value: value = None
-    if isinstance(value, str): value = redact(ILLEGAL_CHARACTERS_RE.sub('', value))[:32000]  # no credentials in the workbook
-    cell = WriteOnlyCell(ws, value=value)
-    if isinstance(value, str) and value[:1] in ('=', '+', '-', '@'): cell.data_type = 's'
-    if style is not None: cell._style = copy(style)
-    return cell
+    if value is not None and not isinstance(value, (str, numbers.Number)): value = str(value)
+    if isinstance(value, float) and value != value: return None
+    return redact(ILLEGAL.sub('', value))[:32000] if isinstance(value, str) else value  # no credentials in the workbook
+
+def write_cell(ws, row: int, col: int, value, fmt=None):
+    "Write `value` as data: text stays text (never a formula or a link), numbers are numbers, nothing is an empty cell."
+    v = cell_value(value)
+    if v is None: ws.write_blank(row, col, None, fmt)
+    elif isinstance(v, str): ws.write_string(row, col, v, fmt)
+    elif isinstance(v, bool): ws.write_boolean(row, col, v, fmt)
+    else: ws.write_number(row, col, v, fmt)
+
 
 # %% ../nbs/11_export.ipynb #b80f8b4a
-HEADER_FILL = PatternFill('solid', fgColor='1F3A5F')
-HEADER_FONT = Font(bold=True, color='FFFFFF')
+FORMATS = dict(head={'bold': True, 'font_color': '#FFFFFF', 'bg_color': '#1F3A5F', 'valign': 'vcenter', 'text_wrap': True},
+               top={'valign': 'top'}, wrap={'valign': 'top', 'text_wrap': True})
 
-def write_sheet(wb: Workbook, title: str, df: pd.DataFrame, widths: dict | None = None):
-    "Add a styled sheet holding `df` (rows stream to the file when `wb` is write-only)."
-    ws = wb.create_sheet(title[:31])
-    cols = list(df.columns)
-    for j, c in enumerate(cols, 1):
+def write_sheet(wb: xlsxwriter.Workbook, title: str, df: pd.DataFrame, widths: dict | None = None):
+    "Add a styled sheet holding `df`, row by row."
+    ws, cols = wb.add_worksheet(title[:31]), list(df.columns)
+    head, top, wrap = (wb.add_format(f) for f in FORMATS.values())  # XlsxWriter keeps one copy of equal formats
+    for j, c in enumerate(cols):
         longest = max([len(str(c))] + [len(str(v)) for v in df[c].head(200)]) if len(df) else len(str(c))
-        ws.column_dimensions[get_column_letter(j)].width = (widths or {}).get(c, min(80, max(10, longest + 2)))
-    ws.freeze_panes = 'A2'
-    if len(df): ws.auto_filter.ref = f'A1:{get_column_letter(len(cols))}{len(df) + 1}'
-    head = cell_style(ws, font=HEADER_FONT, fill=HEADER_FILL, alignment=Alignment(vertical='center', wrap_text=True))
-    top, wrap = cell_style(ws, alignment=Alignment(vertical='top')), cell_style(ws, alignment=Alignment(wrap_text=True, vertical='top'))
-    ws.append([data_cell(ws, str(c), head) for c in cols])
-    for row in df.itertuples(index=False):
-        ws.append([data_cell(ws, v, wrap if isinstance(v, str) and len(v) > 40 else top) for v in row])
+        ws.set_column(j, j, (widths or {}).get(c, min(80, max(10, longest + 2))))
+    ws.freeze_panes(1, 0)
+    if len(df): ws.autofilter(0, 0, len(df), len(cols) - 1)
+    for j, c in enumerate(cols): write_cell(ws, 0, j, str(c), head)
+    for i, row in enumerate(df.itertuples(index=False), 1):
+        for j, v in enumerate(row): write_cell(ws, i, j, v, wrap if isinstance(v, str) and len(v) > 40 else top)
     return ws
 
 # %% ../nbs/11_export.ipynb #b66d9170
@@ -130,7 +124,14 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
 def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: pd.DataFrame | None = None,
                    errors: pd.DataFrame | None = None, timeline: pd.DataFrame | None = None) -> pathlib.Path:
     "Write the analysis workbook to `path`."
-    wb = Workbook(write_only=True)
+    with atomic_path(path) as tmp:
+        wb = xlsxwriter.Workbook(tmp, {'constant_memory': True, 'strings_to_formulas': False, 'strings_to_urls': False})
+        _write_sheets(wb, a, settings, ledger, errors, timeline)
+        wb.close()
+    return pathlib.Path(path)
+
+def _write_sheets(wb, a: Analysis, settings, ledger, errors, timeline):
+    "The workbook's sheets, in order."
     wide = {'answer': 70, 'quote': 90, 'question': 40, 'text': 90}
     write_sheet(wb, 'Key Takeaways', _category_df(a, {'key_takeaways'}), wide)
     write_sheet(wb, 'Strengths & Weaknesses', _category_df(a, {'strengths', 'weaknesses'}), wide)
@@ -150,5 +151,3 @@ def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: 
     s = (settings or Settings()).model_dump()
     s['prices'] = '; '.join(f'{k}: {v["input"]}/{v["cached"]}/{v["output"]}' for k, v in s['prices'].items())
     write_sheet(wb, 'Run settings', pd.DataFrame({'setting': list(s), 'value': [str(v) for v in s.values()]}), {'value': 80})
-    with atomic_path(path) as tmp: wb.save(tmp)
-    return pathlib.Path(path)

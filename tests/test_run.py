@@ -20,7 +20,10 @@ def test_two_companies_side_by_side(tmp_path):
     assert acme['questions'][0]['question'] == "What is Acme Labs's market position, and what evidence shows it?"
 
 def test_workbook_sheets_hold_their_quotes(tmp_path):
-    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', env={'CACHE_DIR': str(tmp_path / 'cache')})
+    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', '--executor', 'process', '--workers', '3',
+             env={'CACHE_DIR': str(tmp_path / 'cache')})
+    perf = json.loads((tmp_path / 'FlexXray' / 'results.json').read_text())['metrics']['performance']
+    assert (perf['executor'], perf['workers'], perf['processed']) == ('process', 3, 11)  # the options reach the run
     wb = load_workbook(tmp_path / 'FlexXray' / 'analysis.xlsx')
     assert wb.sheetnames[:3] == ['Key Takeaways', 'Strengths & Weaknesses', 'Quotes Summary']
     assert {'Transcripts', 'Speakers', 'Grid', 'Costs', 'Errors', 'Run settings'} <= set(wb.sheetnames)
@@ -30,7 +33,7 @@ def test_workbook_sheets_hold_their_quotes(tmp_path):
     assert sum(bool(q) for q in quotes) >= 3 * 2  # three questions, quotes for each
     assert kt.freeze_panes == 'A2' and kt.auto_filter.ref
     settings = {r[0]: r[1] for r in wb['Run settings'].iter_rows(min_row=2, values_only=True)}
-    assert settings['max_quotes'] == '4' and not any('api_key' in k for k in settings)
+    assert settings['max_quotes'] == '4' and settings['executor'] == 'process' and not any('api_key' in k for k in settings)
 
 def test_documented_papermill_command(tmp_path):
     out = tmp_path / 'out.ipynb'

@@ -35,3 +35,12 @@ def test_max_quotes_and_threshold_reach_the_report_kernel(tmp_path):
     speakers = [s for t in res['transcripts'] for s in t['speakers']]
     assert speakers and all(s['needs_review'] == (s['confidence'] < 0.999) for s in speakers)
     assert any(s['needs_review'] for s in speakers)
+
+def test_bad_setting_is_one_line_and_never_a_loop(tmp_path):
+    "batch_size=0 once looped forever; now every way of giving it is a one-line error, before anything is written."
+    for args, env in [(['--batch-size', '0'], {}), ([], {'BATCH_SIZE': '0'}), (['--workers', '0'], {}),
+                      ([], {'FLEXXRAY_EXECUTOR': 'threads'})]:
+        res = flexxray('run', '--company', 'FlexXray', '--out', tmp_path / 'out', *args, env=env, check=False)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+        assert res.stderr.startswith('flexxray: ') and ('batch_size' in res.stderr or 'workers' in res.stderr or 'threads' in res.stderr)
+    assert not (tmp_path / 'out').exists()
