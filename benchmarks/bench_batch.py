@@ -45,7 +45,7 @@ class TreeSampler:
         for p in [self.root, *self.root.children(recursive=True)]:
             try:
                 rss += p.memory_info().rss; pss_ += pss(p.pid)
-                t = p.cpu_times(); self.cpu[p.pid] = (p.name(), t.user + t.system)
+                t = p.cpu_times(); self.cpu[p.pid] = (' '.join(p.cmdline()[1:3])[-40:] or p.name(), t.user + t.system)
             except psutil.Error: pass
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss_)
         self.procs = max(self.procs, len(self.cpu))
@@ -83,6 +83,7 @@ def measure(folder: pathlib.Path, n: int, args) -> dict:
         return dict(n=n, command=' '.join(cmd), summary=out.strip().splitlines()[-1], wall_s=round(t1 - t0, 1),
                     **phases(dest / 'run.log', t0, t1), peak_rss_mb=round(tree.peak_rss / 2**20),
                     peak_pss_mb=round(tree.peak_pss / 2**20), cpu_s=round(sum(c for _, c in tree.cpu.values()), 1),
+                    cpu_by_process=sorted(((name, round(c, 1)) for name, c in tree.cpu.values()), key=lambda x: -x[1]),
                     processes=tree.procs, sizes_mb=sizes, load_before=load0, load_after=os.getloadavg(),
                     executor=re.search(r'executor (\w+) \((\d+) workers\)', (dest / 'run.log').read_text())[0])
 
@@ -113,6 +114,7 @@ def main():
                   f"outputs {r['combine_outputs_s']} + report {r['report_s']}; {r['executor']}; CPU {r['cpu_s']} s over "
                   f"{r['processes']} processes; peak RSS {r['peak_rss_mb']} MB (PSS {r['peak_pss_mb']} MB); load "
                   f"{' '.join(f'{x:.2f}' for x in r['load_before'])} -> {' '.join(f'{x:.2f}' for x in r['load_after'])}")
+            print(f"  CPU by process (s): {r['cpu_by_process']}")
             print(f"  files (MB): {r['sizes_mb']}")
             print(f"  {r['summary']}")
             print(f"  command: CACHE_DIR=<fresh> {r['command']}", flush=True)
