@@ -1,5 +1,5 @@
 "Settings layering, and every environment variable the guide names is actually read, end to end."
-import json
+import json, time
 from flexxray_nb.core import load_settings, Settings
 from conftest import ROOT, flexxray
 
@@ -36,11 +36,12 @@ def test_max_quotes_and_threshold_reach_the_report_kernel(tmp_path):
     assert speakers and all(s['needs_review'] == (s['confidence'] < 0.999) for s in speakers)
     assert any(s['needs_review'] for s in speakers)
 
-def test_bad_setting_is_one_line_and_never_a_loop(tmp_path):
-    "batch_size=0 once looped forever; now every way of giving it is a one-line error, before anything is written."
-    for args, env in [(['--batch-size', '0'], {}), ([], {'BATCH_SIZE': '0'}), (['--workers', '0'], {}),
-                      ([], {'FLEXXRAY_EXECUTOR': 'threads'})]:
+def test_bad_setting_is_a_clear_error_never_a_loop(tmp_path):
+    "batch_size=0 once looped forever; now every way of giving it stops at once with an error naming it, writing nothing."
+    for args, env, name in [(['--batch-size', '0'], {}, 'batch_size'), ([], {'BATCH_SIZE': '0'}, 'batch_size'),
+                            (['--workers', '0'], {}, 'workers'), ([], {'FLEXXRAY_EXECUTOR': 'threads'}, 'executor')]:
+        t0 = time.perf_counter()
         res = flexxray('run', '--company', 'FlexXray', '--out', tmp_path / 'out', *args, env=env, check=False)
-        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
-        assert res.stderr.startswith('flexxray: ') and ('batch_size' in res.stderr or 'workers' in res.stderr or 'threads' in res.stderr)
+        assert res.returncode == 2 and res.stderr.startswith('flexxray: ') and name in res.stderr, (args, res.stderr)
+        assert time.perf_counter() - t0 < 60 and 'Traceback' not in res.stderr
     assert not (tmp_path / 'out').exists()
