@@ -74,3 +74,18 @@ def test_an_unavailable_endpoint_is_reported_everywhere(tmp_path, monkeypatch, c
     page = (tmp_path / 'FlexXray' / 'report.html').read_text()
     assert f'<p class="flag">{line}' in page and page.index(line) < page.index('<h3>')   # on the first screen
     assert sum(q['evidence'] == 'found' for q in res['questions']) >= 5                      # answered offline
+
+def test_report_stays_bounded_as_calls_grow(tmp_path):
+    "Past 25 calls, the HTML report shows the grid of the 25 the answers quote most; the workbook and results.json, all."
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from make_corpus import make_corpus
+    make_corpus(40, tmp_path / 'calls', seed=9, words=900)
+    flexxray('run', '--company', 'FlexXray', '--transcripts', tmp_path / 'calls', '--out', tmp_path / 'out',
+             env={'CACHE_DIR': str(tmp_path / 'cache')})
+    d = tmp_path / 'out' / 'FlexXray'
+    html, nb = (d / 'report.html').read_text(encoding='utf-8'), (d / 'report.ipynb').read_text(encoding='utf-8')
+    for page in (html, nb):
+        assert page.count('<details>') == 25 and 'The 25 calls the answers quote most, of 40' in page
+    assert len(json.loads((d / 'results.json').read_text())['grid']) == 40
+    assert load_workbook(d / 'analysis.xlsx')['Grid'].max_row == 41
+    assert 'plotly.js v' not in html and 'DecompressionStream' in html  # plotly.js travels gzipped
