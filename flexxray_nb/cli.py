@@ -124,9 +124,11 @@ def check_run(args, companies, overrides: dict):
 def cmd_run(args, settings) -> int:
     "Run the company's report notebook with papermill and write the four report files."
     from flexxray_nb.report import run_report, run_reports
+    from flexxray_nb.batch import run_settings
+    run_settings(settings)  # an executor that cannot run here is a one-line error before any kernel starts
     params = dict(transcripts=args.transcripts, backend=args.backend, base_url=args.base_url, model=args.model,
                   batch_size=args.batch_size, max_quotes=args.max_quotes, confidence_threshold=args.confidence_threshold,
-                  mode=args.mode)
+                  mode=args.mode, executor=args.executor, workers=args.workers, scheduler=args.scheduler)
     companies = [c.name for c in run_companies(args)]
     check_run(args, [load_company(c) for c in companies], {k: v for k, v in params.items() if k in Settings.model_fields})
     out = run_reports(companies, out_dir=args.out, **params) if len(companies) > 1 else {companies[0]: run_report(companies[0], args.out, **params)}
@@ -219,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--backend', choices=['local', 'openai']); p.add_argument('--base-url'); p.add_argument('--model')
     p.add_argument('--batch-size', type=positive); p.add_argument('--max-quotes', type=positive)
     p.add_argument('--confidence-threshold', type=threshold); p.add_argument('--mode', choices=['sync', 'batch'])
+    p.add_argument('--executor', choices=['auto', 'local', 'process', 'dask'], help='where calls are digested (default: auto)')
+    p.add_argument('--workers', type=positive, help='worker processes (default: one per core)')
+    p.add_argument('--scheduler', type=_text('--scheduler'), help='a Dask scheduler address, e.g. tcp://10.0.0.5:8786')
     p.set_defaults(func=cmd_run)
     p = sub.add_parser('companies', help='list company configs'); p.set_defaults(func=cmd_companies)
     p = sub.add_parser('panel', help='serve the control panel (Voila) on 127.0.0.1')
@@ -234,7 +239,8 @@ def main(argv=None) -> int:
     "Entry point of the `flexxray` console script: a bad input is one line on stderr and exit status 2."
     args = build_parser().parse_args(argv)
     try:
-        overrides = {k: getattr(args, k, None) for k in ('confidence_threshold', 'backend', 'base_url', 'batch_size', 'max_quotes', 'mode')}
+        overrides = {k: getattr(args, k, None) for k in ('confidence_threshold', 'backend', 'base_url', 'batch_size', 'max_quotes',
+                                                         'mode', 'executor', 'workers', 'scheduler')}
         settings = load_settings(**overrides)
         return args.func(args, settings)
     except (ValueError, OSError) as e:  # SettingsError, unknown company, existing file, unwritable folder

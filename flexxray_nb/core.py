@@ -71,6 +71,9 @@ class Settings(BaseModel):
     tokens_per_minute: int = Field(200_000, ge=1)
     max_concurrency: int = Field(32, ge=1, le=256)
     top_k: int = Field(10, ge=1)
+    executor: Literal['auto', 'local', 'process', 'dask'] = Field('auto', description="where calls are digested")
+    workers: Optional[int] = Field(None, ge=1, le=1024, description="worker processes (empty: one per core)")
+    scheduler: Optional[str] = Field(None, description="a Dask scheduler address (empty: a local Dask cluster)")
     max_file_mb: float = Field(100, gt=0, description="a transcript file larger than this is refused unread, MB")
     max_docx_xml_mb: float = Field(200, gt=0, description="a .docx whose text XML inflates beyond this is refused, MB")
     max_turns: int = Field(200_000, ge=1, description="a transcript with more turns than this is refused")
@@ -86,7 +89,7 @@ class Settings(BaseModel):
             except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
         return out
 
-    @field_validator('base_url', 'max_cost_usd', mode='before')
+    @field_validator('base_url', 'max_cost_usd', 'workers', 'scheduler', mode='before')
     @classmethod
     def _blank_is_none(cls, v): return None if isinstance(v, str) and not v.strip() else v
 

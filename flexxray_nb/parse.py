@@ -745,24 +745,26 @@ def _read_limited(path: pathlib.Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
     return data
 
-def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list) -> tuple[str, set]:
-    "The plain text of a transcript file and its forced speaker labels."
+def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: bytes | None = None) -> tuple[str, set]:
+    "The plain text of a transcript file (or of its `data`, read within the limits elsewhere) and its forced speaker labels."
     max_bytes = int(s.max_file_mb * 1e6)
-    _checked_size(path, max_bytes)
-    if fmt == 'docx': return docx_text(path, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
-    if fmt == 'pdf': return pdf_text(path), set()
-    if fmt in ('vtt', 'srt'): return captions_text(decode_text(_read_limited(path, max_bytes), warnings)[0], warnings)
-    if fmt in ('txt', 'md', ''): return decode_text(_read_limited(path, max_bytes), warnings)[0], set()
+    if data is None: _checked_size(path, max_bytes)
+    elif not data: raise ParseError('empty file')
+    if fmt == 'docx': return docx_text(path if data is None else data, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
+    if fmt == 'pdf': return pdf_text(path if data is None else data), set()
+    raw = _read_limited(path, max_bytes) if data is None and fmt in ('vtt', 'srt', 'txt', 'md', '') else data
+    if fmt in ('vtt', 'srt'): return captions_text(decode_text(raw, warnings)[0], warnings)
+    if fmt in ('txt', 'md', ''): return decode_text(raw, warnings)[0], set()
     raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
 
 # %% ../nbs/01_parse.ipynb #1694efb2
-def read_transcript(path, file: str | None = None, settings: Settings | None = None) -> Transcript:
-    "Read and parse one transcript file (no roles yet) within the settings' limits; errors are reported, not raised."
+def read_transcript(path, file: str | None = None, settings: Settings | None = None, data: bytes | None = None) -> Transcript:
+    "Read and parse one transcript file, or its `data` read elsewhere (no roles yet), within the settings' limits; errors are reported, not raised."
     path, s, warnings = pathlib.Path(path), settings or Settings(), []
     file = file if file is not None else str(path)
     fmt = path.suffix.lower().lstrip('.')
     try:
-        text, forced = _render(path, fmt, s, warnings)
+        text, forced = _render(path, fmt, s, warnings, data)
         tr = parse_text(text, file, fmt or 'txt', forced, s.max_turns)
     except ParseError as e: return Transcript(file=file, format=fmt, error=printable(e))
     except OSError as e: return Transcript(file=file, format=fmt, error=f'cannot read file: {printable(e.strerror or e)}')

@@ -121,10 +121,10 @@ def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:
     o = overrides or {}
     return {**o.get('*', {}), **o.get(tid, {}), **o.get(str(path), {})}
 
-def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None) -> Transcript:
-    "Read one transcript and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
+def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None, data=None) -> Transcript:
+    "Read one transcript (or its `data`) and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
     s = settings or Settings()
-    tr = read_transcript(path, file, s)
+    tr = read_transcript(path, file, s, data)
     return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
 
 def duplicate_error(first_file: str) -> str:

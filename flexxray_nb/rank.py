@@ -113,7 +113,7 @@ class PassageIndex:
     def __init__(self, texts: list[str]):
         self.tokens = [tokenize(t) for t in texts]
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        self.bm25.index([t or ['\0'] for t in self.tokens], show_progress=False)
+        if self.tokens: self.bm25.index([t or ['\0'] for t in self.tokens], show_progress=False)  # bm25s refuses none
         self._contexts = None
     def __len__(self): return len(self.tokens)
     def scores(self, terms) -> np.ndarray:
