@@ -249,7 +249,7 @@ def transcripts_df(transcripts) -> pd.DataFrame:
 import re
 
 _SECRET_RX = re.compile(r"""(?P<key>(?<![\w-])sk-[\w*…-]{4,})
-  |(?P<masked>[\w+/=-]{4,}[*•]{4,}[\w+/=-]{4,})
+  |(?<![\w+/=-])(?P<masked>[\w+/=-]{4,}[*•]{4,}[\w+/=-]{4,})  # starts only where a token starts: linear on long base64
   |(?<=://)(?P<userinfo>[^/\s@"'<>]+)@
   |(?P<header>(?i:(?:proxy-)?authorization|x-api-key|api-key))(?P<sep>["']?\s*[:=]\s*["']?)
     (?P<scheme>(?i:bearer|basic|token)\s+)?(?(scheme)|(?=[^\s"',;<>]{8}))[^\s"',;<>]+""", re.X)
