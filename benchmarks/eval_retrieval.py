@@ -12,7 +12,8 @@ Turn i of the parsed transcript is the i-th non-empty turn of the record (empty 
   added: plain BM25 over the expert quotes and `rank_quotes`, each quote standing for its turn.
 
 Plain BM25 is the same bm25s index (k1 1.2, b 0.75, the module's tokens) over whole turns with `query_tokens(question)`
-and nothing else. `--ablate` adds `rank_turns` with one signal switched off at a time.
+and nothing else. `evidence` is the passage ranking the toolkit answers with (`find_evidence`, ungated), each passage standing
+for its turn. `--ablate` adds `rank_turns` with one signal switched off at a time.
 """
 import argparse, collections, dataclasses, pathlib, time
 import numpy as np
@@ -21,6 +22,7 @@ from flexxray_nb.parse import parse_text
 from flexxray_nb.roles import assign_roles
 from flexxray_nb.quotes import extract_quotes
 from flexxray_nb.rank import PassageIndex, RankWeights, TurnIndex, rank_turns, rank_quotes, query_tokens
+from flexxray_nb.evidence import Postings, find_evidence
 
 ABLATIONS = {'no passage windows': dict(passage=0.0), 'no lead-in': dict(lead_in=0.0, follow=0.0),
              'no speaker boost': dict(speaker=0.0), 'no spread': dict(spread_penalty=1.0)}
@@ -36,8 +38,11 @@ def methods(tr, role, ablate):
     role_of = {s.name: s.role for s in tr.speakers}
     cand = [t.index for t in tr.turns if roles is None or role_of.get(t.speaker) in roles]
     index = TurnIndex(tr)
+    passages = extract_quotes(tr, roles or ('interviewer', 'expert', 'other'))
+    pm = Postings(passages)
     out = {'BM25 turns': lambda q: bm25_order(q, [tr.turn_text(tr.turns[i]) for i in cand], cand),
-           'rank_turns': lambda q: [i for i, _ in rank_turns(q, tr, roles, index=index)]}
+           'rank_turns': lambda q: [i for i, _ in rank_turns(q, tr, roles, index=index)],
+           'evidence': lambda q: list(dict.fromkeys(x.turn for x in find_evidence(q, passages, top_k=len(passages), postings=pm, gate=False).quotes))}
     for name, change in (ABLATIONS.items() if ablate else ()):
         w = dataclasses.replace(RankWeights(), **change)
         out[f'  {name}'] = lambda q, w=w: [i for i, _ in rank_turns(q, tr, roles, index=index, weights=w)]

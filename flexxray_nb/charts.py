@@ -4,6 +4,7 @@
 
 # %% ../nbs/12_charts.ipynb #3c27f7a9
 from __future__ import annotations
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -46,14 +47,15 @@ def cost_chart(ledger: pd.DataFrame | None) -> go.Figure:
                       title=f'API cost: ${known.cost_usd.sum():.4f}' + (f' (+{unknown} calls of unknown cost)' if unknown else ''))
     return fig
 
-def cost_per_transcript_chart(ledger: pd.DataFrame | None) -> go.Figure:
-    "Cost per transcript, highest first."
+def cost_per_transcript_chart(ledger: pd.DataFrame | None, top: int = 40) -> go.Figure:
+    "Cost per transcript, highest first (the `top` costliest)."
     fig = _figure('Cost per transcript')
     if ledger is None or not len(ledger) or 'transcript' not in ledger or ledger.cost_usd.dropna().sum() == 0:
         return _empty(fig, 'No per-transcript API cost in this run')
     per = ledger.groupby('transcript')['cost_usd'].sum().sort_values(ascending=False)
-    fig.add_bar(x=per.index.astype(str), y=per.values, marker_color=COLORS[0])
+    fig.add_bar(x=per.index[:top].astype(str), y=per.values[:top], marker_color=COLORS[0])
     fig.update_layout(yaxis_title='USD', xaxis_title='transcript')
+    if len(per) > top: fig.update_layout(title=f'Cost per transcript: the {top} costliest of {len(per)}')
     return fig
 
 # %% ../nbs/12_charts.ipynb #04a21d74
@@ -61,9 +63,11 @@ def confidence_chart(speakers: pd.DataFrame, threshold: float) -> go.Figure:
     "Histogram of speaker-role confidence by role, with the review threshold marked."
     fig = _figure('Speaker-role confidence')
     if speakers is None or not len(speakers): return _empty(fig, 'No speakers')
-    for role, g in speakers.groupby('role'):
-        fig.add_histogram(x=g['confidence'], name=f'{role} ({len(g)})', marker_color=ROLE_COLORS.get(role),
-                          xbins=dict(start=0, end=1.0001, size=0.05), opacity=0.85)
+    edges = np.linspace(0, 1, 21)
+    for role, g in speakers.groupby('role'):  # counted here: 20 bars, not one value per speaker, reach the page
+        counts, _ = np.histogram(g['confidence'].clip(0, 1), edges)
+        fig.add_bar(x=edges[:-1] + 0.025, y=counts, width=0.05, name=f'{role} ({len(g)})', marker_color=ROLE_COLORS.get(role),
+                    opacity=0.85)
     fig.add_vline(x=threshold, line_dash='dash', line_color='#B23A48',
                   annotation_text=f'review below {threshold:g}', annotation_position='top left')
     flagged = int((speakers['confidence'] < threshold).sum())

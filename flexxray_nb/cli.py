@@ -4,17 +4,19 @@
 
 # %% ../nbs/15_cli.ipynb #cf8ca785
 from __future__ import annotations
-import argparse, json, os, sys, pathlib
+import argparse, json, os, re, sys, pathlib
 from dataclasses import asdict
 from .core import *
 from .quotes import extract_quotes
 from .analysis import ask_calls
 from .quotes import iter_transcripts
-from .companies import list_companies, scaffold_company
+from .parse import find_transcripts, SUFFIXES
+from .companies import list_companies, load_company, scaffold_company, company_settings, safe_folder_name
 
 # %% auto #0
-__all__ = ['transcript_json', 'cmd_parse', 'ask_json', 'cmd_ask', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
-           'cmd_new_company', 'build_parser', 'main']
+__all__ = ['transcript_json', 'json_line', 'write_json_line', 'report_problems', 'report_skipped', 'cmd_parse', 'ask_json',
+           'cmd_ask', 'run_companies', 'check_run', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
+           'cmd_new_company', 'OneLineParser', 'build_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #47d1a602
 def transcript_json(tr: Transcript) -> dict:
@@ -26,13 +28,42 @@ def transcript_json(tr: Transcript) -> dict:
                                needs_review=s.needs_review, source=s.source, evidence=s.evidence) for s in tr.speakers],
                 error=tr.error, warnings=tr.warnings)
 
+def json_line(obj) -> str:
+    "One JSON line; a file name holding bytes that are not UTF-8 is kept, escaped, rather than crashing the output."
+    line = json.dumps(obj, ensure_ascii=False)
+    return json.dumps(obj) if re.search('[\ud800-\udfff]', line) else line
+
+def write_json_line(obj: dict, out=None, slice_chars: int = 1 << 20):
+    "Print `obj` as one JSON line, writing long strings in slices so a huge transcript is never copied whole."
+    out = out or sys.stdout
+    big, mark = {k for k, v in obj.items() if isinstance(v, str) and len(v) > slice_chars}, os.urandom(8).hex()
+    rest = json_line({k: (f'@{mark}{k}' if k in big else v) for k, v in obj.items()})
+    for k in big:
+        head, rest = rest.split(f'"@{mark}{k}"', 1)
+        out.write(head + '"')
+        for i in range(0, len(obj[k]), slice_chars): out.write(json_line(obj[k][i:i + slice_chars])[1:-1])
+        out.write('"')
+    out.write(rest + '\n'); out.flush()
+
+# %% ../nbs/15_cli.ipynb #80a1bb0f
+def report_problems(tr: Transcript):
+    "One stderr line for a transcript's error and one per warning, its file name escaped."
+    if tr.error: print(f'flexxray: {printable(tr.file)}: {tr.error}', file=sys.stderr)
+    for w in tr.warnings: print(f'flexxray: warning: {printable(tr.file)}: {printable(w)}', file=sys.stderr)
+
+def report_skipped(skipped: list[str]):
+    "One stderr line per folder entry the walk skipped (broken link, loop, FIFO)."
+    for w in skipped: print(f'flexxray: warning: {w}', file=sys.stderr)
+
 def cmd_parse(args, settings) -> int:
     "Print one JSON line per transcript file."
     n = failed = 0
-    for tr in iter_transcripts(args.paths, settings):
+    skipped = []
+    for tr in iter_transcripts(args.paths, settings, warnings=skipped):
         n += 1; failed += not tr.ok
-        print(json.dumps(transcript_json(tr), ensure_ascii=False), flush=True)
-        if tr.error: print(f'flexxray: {tr.file}: {tr.error}', file=sys.stderr)
+        write_json_line(transcript_json(tr))
+        report_problems(tr)
+    report_skipped(skipped)
     if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
     return 1 if failed == n else 0
 
@@ -47,27 +78,59 @@ def cmd_ask(args, settings) -> int:
     "Print the top quotes per question (or why it is not discussed) as JSON lines."
     roles = ('expert',) if args.role == 'expert' else ('interviewer', 'expert', 'other')
     quotes, n, failed = [], 0, 0
-    for tr in iter_transcripts(args.paths, settings):
+    skipped = []
+    for tr in iter_transcripts(args.paths, settings, warnings=skipped):
         n += 1; failed += not tr.ok
-        if tr.error: print(f'flexxray: {tr.file}: {tr.error}', file=sys.stderr)
-        else: quotes += extract_quotes(tr, roles)
+        report_problems(tr)
+        if tr.ok: quotes += extract_quotes(tr, roles)
+    report_skipped(skipped)
     if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
     llm = None
     if settings.backend == 'openai':
         from flexxray_nb.llm import LLM
         llm = LLM(settings)
     for question, ev in zip(args.question, ask_calls(args.question, quotes, args.top_k, settings, llm)):
-        for row in ask_json(question, ev): print(json.dumps(row, ensure_ascii=False))
+        for row in ask_json(question, ev): print(json_line(row))
+    if llm is not None:
+        if msg := llm.metrics()['llm_message']: print(f'flexxray: {msg}', file=sys.stderr)  # the model unavailable or stopped
+        llm.close()
     return 1 if failed == n else 0
 
 # %% ../nbs/15_cli.ipynb #aef1dca4
+def run_companies(args) -> list:
+    "The companies `--company` names (a name with commas as a whole first, then comma-separated), each once."
+    text = (args.company or '').strip()
+    if not text: raise ValueError(f'--company needs a company name, got {args.company!r}')
+    try: names = [load_company(text).name]
+    except ValueError: names = [c.strip() for c in text.split(',') if c.strip()]
+    if not names: raise ValueError(f'--company needs a company name, got {args.company!r}')
+    return list({c.path.resolve(): c for c in map(load_company, names)}.values())  # the same config named twice runs once
+
+def check_run(args, companies, overrides: dict):
+    "Refuse, in one line, what would fail or write outside `--out`: a file as --out, unusable names, settings, folders."
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir(): raise ValueError(f'--out {printable(out)} is a file, not a folder')
+    for c in companies:
+        if not safe_folder_name(c.name):
+            raise ValueError(f'company name {printable(repr(c.name))} (in {printable(c.path)}) cannot name a folder under --out: '
+                             'rename it in its config')
+        company_settings(c.name, **overrides)  # a bad [settings] value is reported here, naming the config
+        folder = pathlib.Path(args.transcripts) if args.transcripts else c.transcript_dir()
+        if not folder.is_dir(): raise ValueError(f'transcripts folder {printable(folder)} for {printable(c.name)} is not a folder')
+        if not find_transcripts(folder):
+            raise ValueError(f'no transcript files in {printable(folder)} (looked for {" ".join(SUFFIXES)}, in subfolders too)')
+
+# %% ../nbs/15_cli.ipynb #fd1b8be1
 def cmd_run(args, settings) -> int:
     "Run the company's report notebook with papermill and write the four report files."
     from flexxray_nb.report import run_report, run_reports
+    from flexxray_nb.batch import run_settings
+    run_settings(settings)  # an executor that cannot run here is a one-line error before any kernel starts
     params = dict(transcripts=args.transcripts, backend=args.backend, base_url=args.base_url, model=args.model,
                   batch_size=args.batch_size, max_quotes=args.max_quotes, confidence_threshold=args.confidence_threshold,
-                  mode=args.mode)
-    companies = [c.strip() for c in args.company.split(',') if c.strip()]
+                  mode=args.mode, executor=args.executor, workers=args.workers, scheduler=args.scheduler)
+    companies = [c.name for c in run_companies(args)]
+    check_run(args, [load_company(c) for c in companies], {k: v for k, v in params.items() if k in Settings.model_fields})
     out = run_reports(companies, out_dir=args.out, **params) if len(companies) > 1 else {companies[0]: run_report(companies[0], args.out, **params)}
     status = 0
     for company, paths in out.items():
@@ -75,14 +138,18 @@ def cmd_run(args, settings) -> int:
         m = res['metrics']
         print(f"{company}: {m['succeeded']}/{m['transcripts']} transcripts, "
               f"{sum(q['evidence'] == 'found' for q in res['questions'])}/{len(res['questions'])} questions with evidence, "
-              f"${m['cost_usd']:.4f}, {m['wall_s']:.1f} s -> {pathlib.Path(paths['html']).parent}")
+              f"${m['cost_usd']:.4f}, {m['wall_s']:.1f} s -> {pathlib.Path(paths['html']).parent}"
+              + (f"; {m['llm_message']}" if m.get('llm_message') else ''))  # the model unavailable or stopped: said here
         if m['transcripts'] and not m['succeeded']: status = 1
     return status
 
+# %% ../nbs/15_cli.ipynb #7b501870
 def cmd_companies(args, settings) -> int:
-    "List the company configs found."
-    for name, c in list_companies().items():
-        print(f'{name}\t{len(c.questions)} questions, {len(c.grid)} grid questions\t{c.path}')
+    "List the company configs found; a broken one is a warning line, not the end of the list."
+    errors = []
+    for name, c in list_companies(errors).items():
+        print(f'{printable(name)}\t{len(c.questions)} questions, {len(c.grid)} grid questions\t{printable(c.path)}')
+    for e in errors: print(f'flexxray: warning: {e}', file=sys.stderr)
     return 0
 
 def voila_command(port: int, out_dir='reports') -> tuple[list[str], dict]:
@@ -103,49 +170,79 @@ def cmd_panel(args, settings) -> int:
     return subprocess.call(cmd, env=env)
 
 def cmd_new_company(args, settings) -> int:
-    "Scaffold a company config from the FlexXray template."
-    print(scaffold_company(args.name, args.dest, args.transcripts))
+    "Scaffold a neutral company config; print where it went."
+    print(printable(scaffold_company(args.name, args.dest, args.transcripts)))
     return 0
 
 # %% ../nbs/15_cli.ipynb #15ef9e69
+class OneLineParser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line naming the bad argument and value."
+    def error(self, message):
+        self.exit(2, f'{self.prog}: {printable(message)} (see {self.prog} -h)\n')
+
+def _number(kind, lo=None, hi=None):
+    "An argparse type: a `kind` number within [lo, hi], or a message naming the value."
+    def read(s):
+        try: v = kind(s)
+        except ValueError: raise argparse.ArgumentTypeError(f'must be a {"whole " if kind is int else ""}number, got {s!r}') from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f'must be {f"at least {lo}" if hi is None else f"between {lo} and {hi}"}, got {s!r}')
+        return v
+    return read
+
+def _text(what):
+    "An argparse type: a non-blank string."
+    def read(s):
+        if not s.strip(): raise argparse.ArgumentTypeError(f'{what} must not be empty, got {s!r}')
+        return s
+    return read
+
+# %% ../nbs/15_cli.ipynb #b912c403
 def build_parser() -> argparse.ArgumentParser:
     "The `flexxray` argument parser."
-    ap = argparse.ArgumentParser(prog='flexxray', description='Ranked, verbatim, cited expert quotes from call transcripts.')
+    ap = OneLineParser(prog='flexxray', description='Ranked, verbatim, cited expert quotes from call transcripts.')
     sub = ap.add_subparsers(dest='command', required=True)
+    threshold, positive = _number(float, 0, 1), _number(int, 1)
     p = sub.add_parser('parse', help='parse transcripts to JSON lines')
-    p.add_argument('paths', nargs='+')
-    p.add_argument('--confidence-threshold', type=float)
+    p.add_argument('paths', nargs='+', type=_text('a path'))
+    p.add_argument('--confidence-threshold', type=threshold)
     p.set_defaults(func=cmd_parse)
     p = sub.add_parser('ask', help='rank quotable passages for questions')
-    p.add_argument('-q', '--question', action='append', required=True)
-    p.add_argument('paths', nargs='+')
-    p.add_argument('--top-k', type=int, default=10)
+    p.add_argument('-q', '--question', action='append', required=True, type=_text('a question'))
+    p.add_argument('paths', nargs='+', type=_text('a path'))
+    p.add_argument('--top-k', type=positive, default=10)
     p.add_argument('--role', choices=['expert', 'any'], default='expert')
     p.add_argument('--backend', choices=['local', 'openai'])
     p.add_argument('--base-url')
     p.set_defaults(func=cmd_ask)
     p = sub.add_parser('run', help="run a company's analysis and write its reports")
     p.add_argument('--company', required=True, help='a company name, or several separated by commas')
-    p.add_argument('--transcripts'); p.add_argument('--out', default='reports')
+    p.add_argument('--transcripts', type=_text('--transcripts')); p.add_argument('--out', default='reports', type=_text('--out'))
     p.add_argument('--backend', choices=['local', 'openai']); p.add_argument('--base-url'); p.add_argument('--model')
-    p.add_argument('--batch-size', type=int); p.add_argument('--max-quotes', type=int)
-    p.add_argument('--confidence-threshold', type=float); p.add_argument('--mode', choices=['sync', 'batch'])
+    p.add_argument('--batch-size', type=positive); p.add_argument('--max-quotes', type=positive)
+    p.add_argument('--confidence-threshold', type=threshold); p.add_argument('--mode', choices=['sync', 'batch'])
+    p.add_argument('--executor', choices=['auto', 'local', 'process', 'dask'], help='where calls are digested (default: auto)')
+    p.add_argument('--workers', type=positive, help='worker processes (default: one per core)')
+    p.add_argument('--scheduler', type=_text('--scheduler'), help='a Dask scheduler address, e.g. tcp://10.0.0.5:8786')
     p.set_defaults(func=cmd_run)
     p = sub.add_parser('companies', help='list company configs'); p.set_defaults(func=cmd_companies)
     p = sub.add_parser('panel', help='serve the control panel (Voila) on 127.0.0.1')
-    p.add_argument('--port', type=int, default=8866); p.add_argument('--out', default='reports'); p.set_defaults(func=cmd_panel)
-    p = sub.add_parser('new-company', help='scaffold a company config')
-    p.add_argument('name'); p.add_argument('--dest', default='companies'); p.add_argument('--transcripts')
+    p.add_argument('--port', type=_number(int, 1, 65535), default=8866); p.add_argument('--out', default='reports', type=_text('--out'))
+    p.set_defaults(func=cmd_panel)
+    p = sub.add_parser('new-company', help='scaffold a neutral company config')
+    p.add_argument('name', type=_text('a company name')); p.add_argument('--dest', default='companies'); p.add_argument('--transcripts')
     p.set_defaults(func=cmd_new_company)
     return ap
 
+# %% ../nbs/15_cli.ipynb #59edbb52
 def main(argv=None) -> int:
-    "Entry point of the `flexxray` console script."
+    "Entry point of the `flexxray` console script: a bad input is one line on stderr and exit status 2."
     args = build_parser().parse_args(argv)
     try:
-        overrides = {k: getattr(args, k, None) for k in ('confidence_threshold', 'backend', 'base_url', 'batch_size', 'max_quotes', 'mode')}
+        overrides = {k: getattr(args, k, None) for k in ('confidence_threshold', 'backend', 'base_url', 'batch_size', 'max_quotes',
+                                                         'mode', 'executor', 'workers', 'scheduler')}
         settings = load_settings(**overrides)
         return args.func(args, settings)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f'flexxray: {e}', file=sys.stderr)
+    except (ValueError, OSError) as e:  # SettingsError, unknown company, existing file, unwritable folder
+        print(f'flexxray: {printable(redact(str(e)))}', file=sys.stderr)
         return 2

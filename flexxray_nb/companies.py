@@ -5,13 +5,14 @@ settings; a neutral scaffold for a new company."""
 
 # %% ../nbs/05_companies.ipynb #4efdd4b8
 from __future__ import annotations
-import os, pathlib, re, tomllib
+import hashlib, os, pathlib, re, tomllib, unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from .core import *
 
 # %% auto #0
-__all__ = ['Question', 'Company', 'company_dirs', 'read_company', 'list_companies', 'load_company', 'scaffold_company',
+__all__ = ['Question', 'Company', 'company_dirs', 'read_company', 'list_companies', 'load_company', 'slugify', 'safe_folder_name',
+           'company_folder', 'company_dir', 'toml_str', 'toml_value', 'toml_key', 'scaffold_text', 'scaffold_company',
            'company_settings']
 
 # %% ../nbs/05_companies.ipynb #818048d1
@@ -50,49 +51,159 @@ def company_dirs() -> list[pathlib.Path]:
     dirs = [pathlib.Path(d) for d in os.environ.get('FLEXXRAY_COMPANIES', '').split(os.pathsep) if d]
     return dirs + [pathlib.Path('companies'), pathlib.Path(str(resources.files('flexxray_nb'))) / 'companies']
 
+def _questions(path, d: dict) -> tuple[list[Question], list[Question]]:
+    "The questions and the grid of a parsed config, or a one-line error naming what is malformed."
+    try:
+        questions = [Question(qid, q['question'], cat, list(q.get('synonyms', [])))
+                     for cat, qs in d.get('questions', {}).items() for qid, q in qs.items()]
+        grid = [Question(g['id'], g['question'], g.get('section', ''), list(g.get('synonyms', [])), g.get('source', ''))
+                for g in d.get('grid', [])]
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f'{printable(path)}: malformed questions or grid ({type(e).__name__}: {printable(e)})') from None
+    if not all(isinstance(q.question, str) and q.question.strip() for q in questions + grid):
+        raise ValueError(f'{printable(path)}: every question needs a non-empty `question` string')
+    return questions, grid
+
+# %% ../nbs/05_companies.ipynb #c6ea57d5
 def read_company(path) -> Company:
-    "A company config from its TOML file."
+    "A company config from its TOML file (a one-line ValueError if it cannot be one)."
     path = pathlib.Path(path)
     try: d = tomllib.loads(path.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise ValueError(f'{path}: invalid TOML: {e}') from None
-    if 'name' not in d: raise ValueError(f'{path}: a company config needs a name')
-    questions = [Question(qid, q['question'], cat, q.get('synonyms', []))
-                 for cat, qs in d.get('questions', {}).items() for qid, q in qs.items()]
-    grid = [Question(g['id'], g['question'], g.get('section', ''), g.get('synonyms', []), g.get('source', '')) for g in d.get('grid', [])]
-    return Company(d['name'], path, d.get('transcripts', ''), d.get('description', ''), questions, grid,
-                   d.get('generic_terms', []), d.get('industry_terms', []), d.get('settings', {}))
+    except tomllib.TOMLDecodeError as e: raise ValueError(f'{printable(path)}: invalid TOML: {printable(e)}') from None
+    except (OSError, UnicodeDecodeError) as e: raise ValueError(f'{printable(path)}: unreadable company config: {printable(e)}') from None
+    if not isinstance(d.get('name'), str) or not d['name'].strip():
+        raise ValueError(f'{printable(path)}: a company config needs a non-empty `name` string')
+    if not isinstance(d.get('settings', {}), dict):
+        raise ValueError(f'{printable(path)}: [settings] must be a table of settings, got {printable(repr(d["settings"]))[:80]}')
+    questions, grid = _questions(path, d)
+    return Company(d['name'], path, str(d.get('transcripts', '')), str(d.get('description', '')), questions, grid,
+                   list(d.get('generic_terms', [])), list(d.get('industry_terms', [])), d.get('settings', {}))
 
-def list_companies() -> dict[str, Company]:
-    "Every company config found, by name (the first found wins)."
+def list_companies(errors: list | None = None) -> dict[str, Company]:
+    "Every company config found, by name (the first found wins); a broken config is skipped, its error added to `errors`."
     out = {}
     for d in company_dirs():
         for f in sorted(d.glob('*.toml')) if d.is_dir() else []:
-            c = read_company(f)
+            try: c = read_company(f)
+            except ValueError as e:
+                if errors is not None: errors.append(str(e))
+                continue
             out.setdefault(c.name, c)
     return out
 
+# %% ../nbs/05_companies.ipynb #eb374ba4
 def load_company(name: str) -> Company:
-    "The config of company `name` (case-insensitive), or a clear error."
-    found = {k.lower(): v for k, v in list_companies().items()}
-    if name.lower() not in found:
-        raise ValueError(f'unknown company {name!r}: known are {", ".join(sorted(list_companies())) or "none"} '
-                         f'(add companies/{name.lower()}.toml, or run `flexxray new-company {name}`)')
-    return found[name.lower()]
+    "The config of company `name` (exact name first, then case-insensitive when unambiguous), or a one-line error."
+    if not isinstance(name, str) or not name.strip(): raise ValueError(f'no company named: {name!r} (give a company name)')
+    errors = []
+    known = list_companies(errors)
+    if name in known: return known[name]
+    same = [c for n, c in known.items() if n.casefold() == name.casefold()]
+    if len(same) == 1: return same[0]
+    if same: raise ValueError(f'company {printable(repr(name))} is ambiguous: ' + ', '.join(repr(c.name) for c in same)
+                              + ' differ only in case; give the exact name')
+    broken = f' (skipped broken configs: {"; ".join(errors)})' if errors else ''
+    raise ValueError(f'unknown company {printable(repr(name))}: known are {", ".join(sorted(known)) or "none"} '
+                     f'(add a config to companies/, or run `flexxray new-company NAME`){broken}')
 
-# %% ../nbs/05_companies.ipynb #b262f4ed
+# %% ../nbs/05_companies.ipynb #266db5a0
+def slugify(name: str) -> str:
+    "A safe file or folder name for `name`: ASCII letters, digits, '-', '_' and '.', no leading dot, never empty."
+    ascii_ = unicodedata.normalize('NFKD', str(name)).encode('ascii', 'ignore').decode('ascii')
+    s = re.sub(r'[^A-Za-z0-9._-]+', '_', ascii_).strip('._-')[:80].rstrip('._-')
+    return s or 'company_' + hashlib.sha256(str(name).encode('utf-8')).hexdigest()[:8]
+
+def safe_folder_name(name: str) -> bool:
+    "Whether `name` can be a folder name as it is: one path component, printable, not hidden, not `.`/`..`, not too long."
+    return (isinstance(name, str) and 0 < len(name) <= 100 and name.isprintable() and name == name.strip()
+            and not name.startswith('.') and '/' not in name and '\\' not in name)
+
+def company_folder(name: str) -> str:
+    "The report folder of a company: its name when that is a safe folder name no other company's differs from only in case."
+    twins = any(n != name and n.casefold() == name.casefold() for n in list_companies())
+    return name if safe_folder_name(name) and not twins else f'{slugify(name)}-{hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]}'
+
+def company_dir(out_dir, company) -> pathlib.Path:
+    "`out_dir/<folder>` for a company (a `Company` or a name), checked to stay inside `out_dir`."
+    name = company.name if isinstance(company, Company) else company
+    out = pathlib.Path(out_dir).resolve()
+    dest = (out / company_folder(name)).resolve()
+    if dest.parent != out: raise ValueError(f'report folder for company {printable(repr(name))} would leave {printable(out)}')
+    return dest
+
+# %% ../nbs/05_companies.ipynb #32a1539d
+def toml_str(s: str) -> str:
+    "`s` as a TOML basic string: quotes, backslashes and control characters escaped."
+    esc = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r'}
+    return '"' + ''.join(esc.get(c) or (f'\\u{ord(c):04x}' if ord(c) < 32 or ord(c) == 127 else c) for c in str(s)) + '"'
+
+def toml_value(v) -> str:
+    "A string, number, boolean or list of strings as TOML."
+    if isinstance(v, bool): return 'true' if v else 'false'
+    if isinstance(v, (int, float)): return repr(v)
+    if isinstance(v, (list, tuple)): return '[' + ', '.join(map(toml_value, v)) + ']'
+    return toml_str(v)
+
+def toml_key(k: str) -> str:
+    "A bare key when it can be one, else a quoted key."
+    return k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else toml_str(k)
+
+# %% ../nbs/05_companies.ipynb #233eb167
+def _neutral_questions(name: str) -> dict:
+    "The generic diligence questions, worded for `name`, by category and id."
+    n = f"{name}'s"
+    return {'key_takeaways': {'market_position': f'What is {n} market position, and what evidence shows it?',
+                              'value_proposition': f'What is {n} value proposition to its customers?'},
+            'strengths': {'strengths': f'What are {n} main strengths?'},
+            'weaknesses': {'weaknesses': f'What are {n} main weaknesses?',
+                           'tam': f'How large is {n} total addressable market (TAM), and what limits it?',
+                           'timing_risk': f'What timing risks could affect {n} business?'}}
+
+def _neutral_grid(name: str) -> list[dict]:
+    "The per-call grid: every call against the generic diligence questions."
+    n, vsw, gpc = f"{name}'s", 'Value proposition, strengths, weaknesses', 'Historical and future growth, purchasing criteria'
+    rows = [('interviewee', 'The interviewee and their organisation', f'Who is the interviewee, what is their role, and how do they know {name}?'),
+            ('value_proposition', vsw, f'What is {n} value proposition to customers?'),
+            ('strengths', vsw, f'What are {n} main strengths?'),
+            ('weaknesses', vsw, f'What are {n} main weaknesses or complaints about it?'),
+            ('further_diligence', vsw, 'What should an investor diligence further?'),
+            ('growth', gpc, f'How has {name} grown, and how will it grow?'),
+            ('purchasing_criteria', gpc, 'How do customers choose a provider?'),
+            ('insourcing_risk', 'Insourcing risk', f'Could customers do for themselves what they buy from {name}?'),
+            ('five_forces', "Porter's five forces", 'How strong are competitors, substitutes, new entrants, buyer and supplier power?'),
+            ('opportunities_risks', 'Growth opportunities, risks, trends', 'What growth opportunities, risks, and industry trends matter?')]
+    return [dict(id=i, section=s, question=q, **({'source': 'background'} if i == 'interviewee' else {})) for i, s, q in rows]
+
+# %% ../nbs/05_companies.ipynb #1c7437b6
+def scaffold_text(name: str, transcripts: str) -> str:
+    "The TOML of a neutral company config for `name`."
+    out = [f'# {printable(name)}: company config. Fill in the description; adjust the questions to this diligence.',
+           "# Synonyms are optional: evidence is found from each question's own words and from the calls themselves.",
+           "# To widen a question's search with words the calls are known to use, add under it: synonyms = [\"...\", \"...\"]",
+           f'name = {toml_str(name)}',
+           'description = ""   # fill in: one sentence on what the company does and for whom',
+           f'transcripts = {toml_str(transcripts)}   # a folder of calls; a relative path is looked up next to this file, then here',
+           '', '[settings]   # overrides of settings.ini for this company (the environment and the command line still win)']
+    for cat, qs in _neutral_questions(name).items():
+        for qid, q in qs.items(): out += ['', f'[questions.{toml_key(cat)}.{toml_key(qid)}]', f'question = {toml_str(q)}']
+    out += ['', '# The per-call grid: every call against the diligence questions, one short cited answer per cell.']
+    for row in _neutral_grid(name):
+        out += ['', '[[grid]]'] + [f'{toml_key(k)} = {toml_value(v)}' for k, v in row.items()]
+    return '\n'.join(out) + '\n'
+
 def scaffold_company(name: str, dest='companies', transcripts: str | None = None) -> pathlib.Path:
-    "Write `dest/<name>.toml`, a new company config modelled on FlexXray's."
-    slug = re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
-    path = pathlib.Path(dest) / f'{slug}.toml'
-    if path.exists(): raise FileExistsError(f'{path} exists already')
-    tmpl = (pathlib.Path(str(resources.files('flexxray_nb'))) / 'companies' / 'flexxray.toml').read_text(encoding='utf-8')
-    text = tmpl.replace('FlexXray', name).replace('flexxray', slug)
-    text = re.sub(r'^transcripts = .*$', f'transcripts = "{transcripts or name + " Transcripts"}"', text, count=1, flags=re.M)
+    "Write `dest/<slug>.toml`, a neutral config for a new company; the name is data, never a path."
+    if not isinstance(name, str) or not name.strip(): raise ValueError(f'a company needs a name, got {name!r}')
+    path = pathlib.Path(dest) / f'{slugify(name).lower()}.toml'
+    if path.exists(): raise FileExistsError(f'{printable(path)} exists already (names that differ only in case share a config file)')
+    taken = [n for n in list_companies() if n.casefold() == name.casefold()]
+    if taken: raise FileExistsError(f'a company named {printable(repr(taken[0]))} exists already')
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding='utf-8')
+    path.write_text(scaffold_text(name, transcripts or f'{slugify(name)}_transcripts'), encoding='utf-8')
     return path
 
 # %% ../nbs/05_companies.ipynb #f43ddfea
 def company_settings(company: str, ini=None, **overrides) -> Settings:
     "Settings for a company's run: settings.ini < company config < environment < `overrides`."
-    return load_settings(ini, company=load_company(company).settings, **overrides)
+    c = load_company(company)
+    return load_settings(ini, company=c.settings, company_source=f'{printable(c.path)} [settings]', **overrides)

@@ -8,26 +8,39 @@ import configparser, dataclasses, hashlib, os, pathlib
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Optional
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'Price', 'Settings', 'env_settings', 'ini_settings',
-           'load_settings', 'Turn', 'Speaker', 'Quote', 'Transcript', 'content_id', 'turns_df', 'speakers_df',
-           'quotes_df', 'transcripts_df']
+__all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'printable', 'Price', 'Settings', 'env_settings',
+           'SettingsError', 'ini_settings', 'settings_error', 'load_settings', 'Turn', 'Speaker', 'Quote', 'Transcript',
+           'content_id', 'turns_df', 'speakers_df', 'quotes_df', 'transcripts_df', 'redact']
+
+# %% ../nbs/00_core.ipynb #efe0345e
+def printable(s) -> str:
+    "`s` as one printable line: newlines, tabs, escape and other control or invisible characters as `\\xNN` escapes."
+    s = str(s)
+    if s.isprintable(): return s
+    return ''.join(c if c.isprintable() else c.encode('unicode_escape').decode('ascii') for c in s)
 
 # %% ../nbs/00_core.ipynb #33c41d45
 class Price(BaseModel):
-    "USD per million tokens: fresh input, cached input, output."
-    input: float
-    cached: float
-    output: float
+    "USD per million tokens: fresh input, cached input, output (none negative)."
+    input: float = Field(ge=0)
+    cached: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+def _price_fields(v):
+    "The fields of a price written as `'0.15, 0.075, 0.60'` or a sequence (a mapping or a `Price` as is)."
+    if isinstance(v, str): v = [x.strip() for x in v.replace('/', ',').split(',')]
+    if isinstance(v, (list, tuple)):
+        if len(v) != 3: raise ValueError(f'a price is three numbers (input, cached, output), got {len(v)}')
+        return dict(zip(('input', 'cached', 'output'), v))
+    return v
 
 def _parse_price(v) -> Price:
     "Read a price from `'0.15, 0.075, 0.60'`, a sequence or a mapping."
-    if isinstance(v, Price): return v
-    if isinstance(v, str): v = [float(x) for x in v.replace('/', ',').split(',')]
-    if isinstance(v, (list, tuple)): return Price(input=v[0], cached=v[1], output=v[2])
-    return Price(**v)
+    v = _price_fields(v)
+    return v if isinstance(v, Price) else Price(**v)
 
 # %% ../nbs/00_core.ipynb #adef2077
 DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.0), 'gpt-4.1': (2.00, 0.50, 8.00),
@@ -35,6 +48,7 @@ DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.
                   'gpt-5-mini': (0.25, 0.025, 2.00), 'gpt-5-nano': (0.05, 0.005, 0.40),
                   'text-embedding-3-small': (0.02, 0.02, 0.0), 'text-embedding-3-large': (0.13, 0.13, 0.0)}
 
+# %% ../nbs/00_core.ipynb #0e1fef21
 class Settings(BaseModel):
     "Every run setting of the toolkit, validated."
     model_config = ConfigDict(validate_assignment=True, extra='forbid')
@@ -57,13 +71,25 @@ class Settings(BaseModel):
     tokens_per_minute: int = Field(200_000, ge=1)
     max_concurrency: int = Field(32, ge=1, le=256)
     top_k: int = Field(10, ge=1)
+    executor: Literal['auto', 'local', 'process', 'dask'] = Field('auto', description="where calls are digested")
+    workers: Optional[int] = Field(None, ge=1, le=1024, description="worker processes (empty: one per core)")
+    scheduler: Optional[str] = Field(None, description="a Dask scheduler address (empty: a local Dask cluster)")
+    max_file_mb: float = Field(100, gt=0, description="a transcript file larger than this is refused unread, MB")
+    max_docx_xml_mb: float = Field(200, gt=0, description="a .docx whose text XML inflates beyond this is refused, MB")
+    max_turns: int = Field(200_000, ge=1, description="a transcript with more turns than this is refused")
     prices: dict[str, Price] = Field(default_factory=lambda: {k: _parse_price(v) for k, v in DEFAULT_PRICES.items()})
 
     @field_validator('prices', mode='before')
     @classmethod
-    def _prices(cls, v): return {k: _parse_price(p) for k, p in v.items()}
+    def _prices(cls, v):
+        if not isinstance(v, dict): return v
+        out = {}
+        for k, p in v.items():
+            try: out[k] = _price_fields(p)
+            except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
+        return out
 
-    @field_validator('base_url', 'max_cost_usd', mode='before')
+    @field_validator('base_url', 'max_cost_usd', 'workers', 'scheduler', mode='before')
     @classmethod
     def _blank_is_none(cls, v): return None if isinstance(v, str) and not v.strip() else v
 
@@ -84,22 +110,49 @@ def env_settings(environ=None) -> dict:
     return out
 
 # %% ../nbs/00_core.ipynb #f013a3b8
+class SettingsError(ValueError):
+    "A setting that cannot be used; the message is one line naming the setting, its value and where it came from."
+
 def ini_settings(path=None) -> dict:
     "Settings from a `settings.ini` file (empty if there is none)."
     path = pathlib.Path(path or os.environ.get('FLEXXRAY_SETTINGS') or 'settings.ini')
     if not path.is_file(): return {}
     cp = configparser.ConfigParser(inline_comment_prefixes=('#', ';'))
-    cp.read(path, encoding='utf-8')
+    try: cp.read(path, encoding='utf-8')
+    except configparser.MissingSectionHeaderError as e:
+        raise SettingsError(f'{printable(path)}: no [settings] section header before line {e.lineno} ({printable(e.line.strip())})') from None
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise SettingsError(f'{printable(path)}: unreadable settings file: {printable(str(e))}') from None
+    unknown = set(cp.sections()) - {'settings', 'prices'}
+    if unknown: raise SettingsError(f'{printable(path)}: unknown section [{sorted(unknown)[0]}] (expected [settings] and [prices])')
     out = dict(cp['settings']) if cp.has_section('settings') else {}
     if cp.has_section('prices'): out['prices'] = {**DEFAULT_PRICES, **dict(cp['prices'])}
     return out
 
-def load_settings(ini=None, company: dict | None = None, environ=None, **overrides) -> Settings:
+
+# %% ../nbs/00_core.ipynb #223838f7
+def settings_error(e: ValidationError, layers: list[tuple[str, dict]]) -> SettingsError:
+    "A one-line error for the first invalid setting: its name, its value, the layer it came from and why."
+    err = e.errors()[0]
+    name = '.'.join(map(str, err['loc'])) or 'settings'
+    top = err['loc'][0] if err['loc'] else None
+    source, value = next(((n, l[top]) for n, l in reversed(layers) if top in l), ('settings', err.get('input')))
+    if len(err['loc']) > 1 and isinstance(value, dict): value = value.get(err['loc'][1], value)
+    why = err['msg'] if err['type'] != 'extra_forbidden' else 'no such setting'
+    shown = '' if isinstance(value, dict) else f' = {value!r}'  # a table's message names the bad entry itself
+    return SettingsError(printable(f'invalid setting {name}{shown} ({source}): {why}'))
+
+def load_settings(ini=None, company: dict | None = None, environ=None, company_source='company config', **overrides) -> Settings:
     "Layer settings: `settings.ini` < company config < environment < `overrides` (None values are ignored)."
-    layers = [ini_settings(ini), company or {}, env_settings(environ), {k: v for k, v in overrides.items() if v is not None}]
+    ini_path = pathlib.Path(ini or os.environ.get('FLEXXRAY_SETTINGS') or 'settings.ini')
+    if company is not None and not isinstance(company, dict):
+        raise SettingsError(f'invalid settings in {printable(company_source)}: expected a table of settings, got {company!r}'[:300])
+    layers = [(printable(str(ini_path)), ini_settings(ini)), (company_source, company or {}), ('environment', env_settings(environ)),
+              ('command line', {k: v for k, v in overrides.items() if v is not None})]
     merged = {}
-    for layer in layers: merged.update(layer)
-    return Settings(**merged)
+    for _, layer in layers: merged.update(layer)
+    try: return Settings(**merged)
+    except ValidationError as e: raise settings_error(e, layers) from None
 
 # %% ../nbs/00_core.ipynb #2dad4c29
 Role = Literal['interviewer', 'expert', 'other']
@@ -163,8 +216,10 @@ METADATA_KEYS = ('expert_name', 'expert_title', 'expert_company', 'call_date', '
 
 # %% ../nbs/00_core.ipynb #75099929
 def content_id(text: str) -> str:
-    "A stable id for a transcript's text."
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+    "A stable id for a transcript's text (hashed in slices, so a long text is never copied whole)."
+    h = hashlib.sha256()
+    for i in range(0, len(text), 1 << 20): h.update(text[i:i + (1 << 20)].encode('utf-8', 'surrogatepass'))
+    return h.hexdigest()[:16]
 
 # %% ../nbs/00_core.ipynb #19b41fca
 def turns_df(tr: Transcript) -> pd.DataFrame:
@@ -189,3 +244,27 @@ def transcripts_df(transcripts) -> pd.DataFrame:
     rows = [dict(file=t.file, id=t.id, format=t.format, speakers=len(t.speakers), words=sum(s.words for s in t.speakers), **{k: t.metadata.get(k) for k in METADATA_KEYS}, error=t.error)
             for t in transcripts]
     return pd.DataFrame(rows)
+
+# %% ../nbs/00_core.ipynb #75c8bb21
+import re
+
+_SECRET_RX = re.compile(r"""(?P<key>(?<![\w-])sk-[\w*…-]{4,})
+  |(?<![\w+/=-])(?P<masked>[\w+/=-]{4,}[*•]{4,}[\w+/=-]{4,})  # starts only where a token starts: linear on long base64
+  |(?<=://)(?P<userinfo>[^/\s@"'<>]+)@
+  |(?P<header>(?i:(?:proxy-)?authorization|x-api-key|api-key))(?P<sep>["']?\s*[:=]\s*["']?)
+    (?P<scheme>(?i:bearer|basic|token)\s+)?(?(scheme)|(?=[^\s"',;<>]{8}))[^\s"',;<>]+""", re.X)
+
+def _mask(m: re.Match) -> str:
+    if m['key']: return 'sk-[redacted]'
+    if m['masked']: return '[redacted]'
+    if m['userinfo']: return '[redacted]@'
+    return f"{m['header']}{m['sep']}{m['scheme'] or ''}[redacted]"
+
+def redact(obj, secrets=()):
+    "`obj` without API keys, URL credentials or Authorization headers (strings, and the strings inside lists and dicts)."
+    if isinstance(obj, dict): return {k: redact(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return type(obj)(redact(v, secrets) for v in obj)
+    if not isinstance(obj, str) or not obj: return obj
+    for s in (os.environ.get('OPENAI_API_KEY'), *secrets):
+        if s and len(s) >= 8: obj = obj.replace(s, '[redacted]')  # a gateway's key need not start with sk-
+    return _SECRET_RX.sub(_mask, obj)

@@ -4,80 +4,106 @@
 
 # %% ../nbs/11_export.ipynb #e37436b3
 from __future__ import annotations
-import json, pathlib
+import contextlib, itertools, json, numbers, os, pathlib, re, uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 import pandas as pd
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+import xlsxwriter
 from .core import *
 from .analysis import Analysis
 
 # %% auto #0
-__all__ = ['METRIC_KEYS', 'HEADER_FILL', 'HEADER_FONT', 'results_dict', 'write_results', 'set_cell', 'write_sheet',
-           'write_workbook']
+__all__ = ['METRIC_KEYS', 'ILLEGAL', 'FORMATS', 'results_metrics', 'records', 'results_parts', 'results_dict', 'atomic_path',
+           'write_results', 'cell_value', 'write_cell', 'write_sheet', 'write_workbook']
 
 # %% ../nbs/11_export.ipynb #e0c675c6
-METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'cache_hits', 'prompt_tokens', 'completion_tokens',
-               'cost_usd', 'wall_s')
+METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'api_attempts', 'cache_hits', 'prompt_tokens',
+               'completion_tokens', 'cost_usd', 'wall_s')
 
-def results_dict(a: Analysis, metrics: dict | None = None) -> dict:
-    "The contract's results: company, questions with answers and quotes, transcript statuses, metrics."
+def results_metrics(a: Analysis, metrics: dict | None = None) -> dict:
+    "The contract's metrics: the transcripts read and failed, with the run's `metrics` (calls, tokens, cost, time)."
     ok = sum(t.ok for t in a.transcripts)
     m = dict.fromkeys(METRIC_KEYS, 0) | {'cost_usd': 0.0, 'wall_s': 0.0}
-    m |= {'transcripts': len(a.transcripts), 'succeeded': ok, 'failed': len(a.transcripts) - ok} | (metrics or {})
-    return {'company': a.company.name,
-            'questions': [dict(ans) for ans in a.answers],
-            'transcripts': [{'file': t.file, 'status': 'ok' if t.ok else 'error', 'error': t.error, 'id': t.id,
-                             'format': t.format, 'metadata': t.metadata,
-                             'speakers': [asdict(s) for s in t.speakers]} for t in a.transcripts],
-            'grid': a.grid.to_dict(orient='records'),
-            'stances': a.stances.to_dict(orient='records'),
-            'metrics': m}
+    return m | {'transcripts': len(a.transcripts), 'succeeded': ok, 'failed': len(a.transcripts) - ok} | (metrics or {})
 
-def write_results(results: dict, path) -> pathlib.Path:
-    "Write results.json atomically."
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str), encoding='utf-8')
-    tmp.replace(path)
-    return path
+def records(df: pd.DataFrame, chunk: int = 1000):
+    "A DataFrame's rows as dicts of plain values, made a chunk at a time."
+    for i in range(0, len(df), chunk): yield from df.iloc[i:i + chunk].to_dict(orient='records')
+
+def results_parts(a: Analysis, metrics: dict | None = None):
+    "results.json's parts in order, as (key, value); the parts that grow with the calls are iterators."
+    yield 'company', a.company.name
+    yield 'questions', [dict(ans) for ans in a.answers]
+    yield 'transcripts', ({'file': t.file, 'status': 'ok' if t.ok else 'error', 'error': t.error, 'id': t.id, 'format': t.format,
+                           'metadata': t.metadata, 'speakers': [asdict(s) for s in t.speakers]} for t in a.transcripts)
+    yield 'grid', records(a.grid)
+    yield 'stances', records(a.stances)
+    yield 'metrics', results_metrics(a, metrics)
+
+def results_dict(a: Analysis, metrics: dict | None = None) -> dict:
+    "The contract's results: company, questions with answers and quotes, transcript statuses, grid, stances, metrics."
+    return {k: list(v) if isinstance(v, Iterator) else v for k, v in results_parts(a, metrics)}
+
+# %% ../nbs/11_export.ipynb #e20447de
+@contextlib.contextmanager
+def atomic_path(path):
+    "A unique temporary path beside `path`, renamed to it when the block succeeds, removed otherwise."
+    path = pathlib.Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:12]}.tmp')
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def _json(v, **kw) -> str: return json.dumps(v, ensure_ascii=False, default=str, **kw)
+
+def write_results(a: Analysis, path, metrics: dict | None = None, **extra) -> pathlib.Path:
+    "Write results.json (with `extra` top-level entries) one entry at a time, atomically."
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        for i, (k, v) in enumerate(itertools.chain(results_parts(a, metrics), extra.items())):
+            f.write(('{' if i == 0 else ',') + f'\n {_json(k)}: ')
+            if not isinstance(v, Iterator): f.write(_json(v, indent=1)); continue
+            f.write('[')
+            for j, item in enumerate(v): f.write((',' if j else '') + '\n  ' + _json(item))
+            f.write('\n ]')
+        f.write('\n}\n')
+    return pathlib.Path(path)
 
 # %% ../nbs/11_export.ipynb #e045d4c9
-def set_cell(ws, row: int, col: int, value):
-    "Write `value` as data: text that looks like a formula stays text; illegal characters are removed."
+ILLEGAL = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f]')  # control characters a worksheet cannot hold
+
+def cell_value(value):
+    "`value` as a worksheet holds it: lists and objects as JSON text, NaN as nothing, illegal characters and credentials removed."
     if isinstance(value, (list, dict, tuple, set)): value = json.dumps(value, default=str, ensure_ascii=False)
-    if value is not None and not isinstance(value, (str, int, float, bool)): value = str(value)
-    if isinstance(value, float) and value != value: value = None
-    if isinstance(value, str): value = ILLEGAL_CHARACTERS_RE.sub('', value)[:32000]
-    cell = ws.cell(row=row, column=col, value=value)
-    if isinstance(value, str) and value[:1] in ('=', '+', '-', '@'): cell.data_type = 's'
-    return cell
+    if value is not None and not isinstance(value, (str, numbers.Number)): value = str(value)
+    if isinstance(value, float) and value != value: return None
+    return redact(ILLEGAL.sub('', value))[:32000] if isinstance(value, str) else value  # no credentials in the workbook
+
+def write_cell(ws, row: int, col: int, value, fmt=None):
+    "Write `value` as data: text stays text (never a formula or a link), numbers are numbers, nothing is an empty cell."
+    v = cell_value(value)
+    if v is None: ws.write_blank(row, col, None, fmt)
+    elif isinstance(v, str): ws.write_string(row, col, v, fmt)
+    elif isinstance(v, bool): ws.write_boolean(row, col, v, fmt)
+    else: ws.write_number(row, col, v, fmt)
+
 
 # %% ../nbs/11_export.ipynb #b80f8b4a
-HEADER_FILL = PatternFill('solid', fgColor='1F3A5F')
-HEADER_FONT = Font(bold=True, color='FFFFFF')
+FORMATS = dict(head={'bold': True, 'font_color': '#FFFFFF', 'bg_color': '#1F3A5F', 'valign': 'vcenter', 'text_wrap': True},
+               top={'valign': 'top'}, wrap={'valign': 'top', 'text_wrap': True})
 
-def write_sheet(wb: Workbook, title: str, df: pd.DataFrame, widths: dict | None = None):
-    "Add a styled sheet holding `df`."
-    ws = wb.create_sheet(title[:31])
-    cols = list(df.columns)
-    for j, c in enumerate(cols, 1):
-        cell = set_cell(ws, 1, j, str(c))
-        cell.font, cell.fill = HEADER_FONT, HEADER_FILL
-        cell.alignment = Alignment(vertical='center', wrap_text=True)
-    for i, row in enumerate(df.itertuples(index=False), 2):
-        for j, v in enumerate(row, 1):
-            cell = set_cell(ws, i, j, v)
-            if isinstance(v, str) and len(v) > 40: cell.alignment = Alignment(wrap_text=True, vertical='top')
-            else: cell.alignment = Alignment(vertical='top')
-    for j, c in enumerate(cols, 1):
+def write_sheet(wb: xlsxwriter.Workbook, title: str, df: pd.DataFrame, widths: dict | None = None):
+    "Add a styled sheet holding `df`, row by row."
+    ws, cols = wb.add_worksheet(title[:31]), list(df.columns)
+    head, top, wrap = (wb.add_format(f) for f in FORMATS.values())  # XlsxWriter keeps one copy of equal formats
+    for j, c in enumerate(cols):
         longest = max([len(str(c))] + [len(str(v)) for v in df[c].head(200)]) if len(df) else len(str(c))
-        ws.column_dimensions[get_column_letter(j)].width = (widths or {}).get(c, min(80, max(10, longest + 2)))
-    ws.freeze_panes = 'A2'
-    if len(df): ws.auto_filter.ref = f'A1:{get_column_letter(len(cols))}{len(df) + 1}'
+        ws.set_column(j, j, (widths or {}).get(c, min(80, max(10, longest + 2))))
+    ws.freeze_panes(1, 0)
+    if len(df): ws.autofilter(0, 0, len(df), len(cols) - 1)
+    for j, c in enumerate(cols): write_cell(ws, 0, j, str(c), head)
+    for i, row in enumerate(df.itertuples(index=False), 1):
+        for j, v in enumerate(row): write_cell(ws, i, j, v, wrap if isinstance(v, str) and len(v) > 40 else top)
     return ws
 
 # %% ../nbs/11_export.ipynb #b66d9170
@@ -98,7 +124,14 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
 def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: pd.DataFrame | None = None,
                    errors: pd.DataFrame | None = None, timeline: pd.DataFrame | None = None) -> pathlib.Path:
     "Write the analysis workbook to `path`."
-    wb = Workbook(); wb.remove(wb.active)
+    with atomic_path(path) as tmp:
+        wb = xlsxwriter.Workbook(tmp, {'constant_memory': True, 'strings_to_formulas': False, 'strings_to_urls': False})
+        _write_sheets(wb, a, settings, ledger, errors, timeline)
+        wb.close()
+    return pathlib.Path(path)
+
+def _write_sheets(wb, a: Analysis, settings, ledger, errors, timeline):
+    "The workbook's sheets, in order."
     wide = {'answer': 70, 'quote': 90, 'question': 40, 'text': 90}
     write_sheet(wb, 'Key Takeaways', _category_df(a, {'key_takeaways'}), wide)
     write_sheet(wb, 'Strengths & Weaknesses', _category_df(a, {'strengths', 'weaknesses'}), wide)
@@ -118,7 +151,3 @@ def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: 
     s = (settings or Settings()).model_dump()
     s['prices'] = '; '.join(f'{k}: {v["input"]}/{v["cached"]}/{v["output"]}' for k, v in s['prices'].items())
     write_sheet(wb, 'Run settings', pd.DataFrame({'setting': list(s), 'value': [str(v) for v in s.values()]}), {'value': 80})
-    path = pathlib.Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    wb.save(tmp); tmp.replace(path)
-    return path

@@ -19,7 +19,7 @@ from .llm import LLMRequest
 # %% auto #0
 __all__ = ['SYSTEM', 'ground', 'PassageScore', 'PassageScores', 'KeyQuote', 'RefinedAnswer', 'passages_block', 'score_request',
            'refine_request', 'GridCell', 'GridAnswers', 'grid_request', 'passage_index', 'passage_ids', 'rrf',
-           'fused_candidates', 'judged', 'refined', 'llm_answers', 'whole_sentences', 'cited_answer',
+           'fused_candidates', 'judged', 'narrowed', 'refined', 'llm_answers', 'whole_sentences', 'cited_answer',
            'grid_llm_request', 'apply_grid_answer', 'GridRequests']
 
 # %% ../nbs/08_hybrid.ipynb #4edaf47c
@@ -82,6 +82,7 @@ class RefinedAnswer(BaseModel):
     ranking: list[str] = Field(description='passage ids, most useful first')
     key_quotes: list[KeyQuote]
 
+# %% ../nbs/08_hybrid.ipynb #08315d56
 SYSTEM = ('You help a private-equity analyst read expert-network call transcripts. You only ever select evidence from '
           'the numbered passages you are given, cite them by id, and never invent or alter a quote. Reply in JSON.')
 
@@ -109,6 +110,7 @@ def refine_request(question: str, quotes, model: str, names=None) -> LLMRequest:
     return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], RefinedAnswer,
                       max_tokens=900, stage='refine')
 
+# %% ../nbs/08_hybrid.ipynb #369bbb39
 class GridCell(BaseModel):
     "One grid question answered from one call."
     question_id: str
@@ -129,6 +131,7 @@ def grid_request(grid, quotes, model: str, names=None, transcript: str = '') -> 
     return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], GridAnswers,
                       max_tokens=80 * len(grid) + 50, stage='grid', transcript=transcript)
 
+# %% ../nbs/08_hybrid.ipynb #fcfd0668
 def passage_index(pid: str, n: int) -> Optional[int]:
     "The 0-based index of passage id `P3` (or `3`) among `n` shown passages, or None for an id that was not shown."
     p = str(pid).strip().lstrip('Pp')
@@ -169,6 +172,11 @@ def judged(llm, res, shown: list[Quote]) -> list[Quote]:
     return [replace(x, score=round(score[x.id] / 10, 3)) for x in sorted(shown, key=lambda x: -score.get(x.id, -1)) if x.id in score]
 
 # %% ../nbs/08_hybrid.ipynb #cb11b0ea
+def narrowed(x: Quote, span: tuple[int, int]) -> Quote:
+    "The whole sentences of passage `x` that `span` (offsets in its text) touches, as a quote of its own."
+    a, b = whole_sentences(x.text, span)  # a quote is whole sentences, never a fragment
+    return replace(x, id=f'{x.transcript_id}:{x.start + a}-{x.start + b}', start=x.start + a, end=x.start + b, text=x.text[a:b])
+
 def refined(llm, res, shown: list[Quote], rest: list[Quote]) -> tuple[list[Quote], dict]:
     "The strong tier's order of the shown passages, its key sentences grounded (whole sentences), and its stances."
     order = [i for i in (passage_index(p, len(shown)) for p in res.ranking) if i is not None]
@@ -178,9 +186,8 @@ def refined(llm, res, shown: list[Quote], rest: list[Quote]) -> tuple[list[Quote
         i = passage_index(kq.passage_id, len(shown))
         span = ground(kq.quote, shown[i].text) if i is not None else None  # within the passage, itself an exact span
         if span is None: llm.reject_quote(); continue
-        x, (a, b) = shown[i], whole_sentences(shown[i].text, span)  # a quote is whole sentences, never a fragment
-        narrowed = replace(x, id=f'{x.transcript_id}:{x.start + a}-{x.start + b}', start=x.start + a, end=x.start + b, text=x.text[a:b])
-        head = [narrowed if h is x else h for h in head]
+        x = shown[i]
+        head = [narrowed(x, span) if h is x else h for h in head]
         if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
     return head + rest, stances
 

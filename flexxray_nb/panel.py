@@ -64,6 +64,7 @@ class ControlPanel:
         self.max_quotes = W.IntSlider(s.max_quotes, min=1, max=200, description='Max quotes', style=style, layout=lay)
         self.threshold = W.FloatSlider(s.confidence_threshold, min=0, max=1, step=0.05, description='Confidence threshold', style=style, layout=lay)
         self.budget = W.FloatText(s.max_cost_usd or 0.0, description='Budget $ (0: none)', style=style, layout=lay)
+        self.executor = W.Dropdown(options=['auto', 'local', 'process', 'dask'], value=s.executor, description='Executor', style=style)
         self.preflight = W.HTML()
         self.run_button = W.Button(description='Run', button_style='primary', icon='play')
         self.progress = W.IntProgress(value=0, min=0, max=1, description='Transcripts', style=style, layout=lay)
@@ -73,13 +74,13 @@ class ControlPanel:
         self.review = W.VBox()
         self.ask_box = AskBox(self.errors)  # any question over the last run's calls
         for w in (self.company, self.folder, self.backend, self.base_url, self.model, self.batch_size, self.max_quotes,
-                  self.threshold, self.budget):
+                  self.threshold, self.budget, self.executor):
             w.observe(self._guard(self.update_preflight), names='value')
         self.company.observe(self._guard(self._company_changed), names='value')
         self.run_button.on_click(self._guard(lambda _: self.run()))
         self.update_preflight()
         self.widget = W.VBox([self.company, self.folder, self.backend, self.base_url,
-                              self.model, self.batch_size, self.max_quotes, self.threshold, self.budget, self.preflight,
+                              self.model, self.batch_size, self.max_quotes, self.threshold, self.budget, self.executor, self.preflight,
                               W.HBox([self.run_button, self.progress]), self.bars, self.status,
                               W.HBox([self.progress_chart, self.cost_chart]), self.results, self.ask_box.widget, self.review])
         self._draw(self.progress_chart, charts.throughput_chart(None))
@@ -93,7 +94,8 @@ class ControlPanel:
         "The run's settings: the widget values over settings.ini, the company config and the environment."
         return company_settings(self.company.value, backend=self.backend.value, base_url=self.base_url.value or None,
                                 model_cheap=self.model.value, batch_size=self.batch_size.value, max_quotes=self.max_quotes.value,
-                                confidence_threshold=self.threshold.value, max_cost_usd=self.budget.value or None)
+                                confidence_threshold=self.threshold.value, max_cost_usd=self.budget.value or None,
+                                executor=self.executor.value)
 
     def update_preflight(self, *_):
         "Refresh the preflight line from the current values."

@@ -4,14 +4,16 @@
 
 # %% ../nbs/01_parse.ipynb #58d8531c
 from __future__ import annotations
-import codecs, datetime, re, pathlib
+import codecs, datetime, errno, itertools, os, re, pathlib, stat
 from collections import Counter
+from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['ROLE_WORDS', 'HEADER_KEYS', 'LONG_HEADER_KEYS', 'NETWORKS', 'SUFFIXES', 'ParseError', 'decode_text', 'label_shape',
-           'match_label', 'parse_text', 'parse_date', 'header_metadata', 'filename_metadata', 'docx_text', 'pdf_text',
-           'captions_text', 'read_transcript', 'find_transcripts']
+__all__ = ['MIXED', 'ROLE_WORDS', 'HEADER_KEYS', 'ROLE_HEADER_KEYS', 'LONG_HEADER_KEYS', 'HEADER_LINES', 'NETWORKS', 'SUFFIXES',
+           'ParseError', 'decode_text', 'label_shape', 'match_label', 'parse_text', 'parse_date', 'title_company',
+           'split_person', 'header_metadata', 'filename_metadata', 'docx_text', 'pdf_text', 'captions_text',
+           'read_transcript', 'find_transcripts']
 
 # %% ../nbs/01_parse.ipynb #4047365a
 class ParseError(Exception):
@@ -20,9 +22,16 @@ class ParseError(Exception):
 # %% ../nbs/01_parse.ipynb #6943b5a8
 _BOMS = [(codecs.BOM_UTF32_LE, 'utf-32'), (codecs.BOM_UTF32_BE, 'utf-32'), (codecs.BOM_UTF8, 'utf-8-sig'),
          (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16')]
+_UTF8_MULTIBYTE = re.compile(rb'[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}')
+MIXED = 'utf-8+cp1252'
+
+def _cp1252_fallback(e: UnicodeDecodeError):
+    "Codec error handler: the bytes that are not UTF-8, read as cp1252."
+    return e.object[e.start:e.end].decode('cp1252'), e.end
+codecs.register_error('flexxray-cp1252', _cp1252_fallback)
 
 def _guess_encoding(data: bytes) -> str:
-    "The encoding of `data`, from a BOM, the NUL pattern of UTF-16, or UTF-8 / cp1252 validity."
+    "The encoding of `data`: from a BOM, the NUL pattern of UTF-16, or UTF-8 / mixed / cp1252 validity."
     for bom, enc in _BOMS:
         if data.startswith(bom): return enc
     head = data[:4096]
@@ -32,20 +41,30 @@ def _guess_encoding(data: bytes) -> str:
     if 0 in head: raise ParseError('binary file, not a transcript')
     try: data.decode('utf-8'); return 'utf-8'
     except UnicodeDecodeError: pass
-    try: data.decode('cp1252'); return 'cp1252'
+    enc = MIXED if _UTF8_MULTIBYTE.search(data) else 'cp1252'
+    try: data.decode('utf-8', 'flexxray-cp1252') if enc == MIXED else data.decode('cp1252'); return enc
     except UnicodeDecodeError as e: raise ParseError(f'undecodable bytes: not UTF-8, UTF-16 or cp1252 (byte {e.start})')
 
-def decode_text(data: bytes) -> tuple[str, str]:
-    "Decode transcript bytes to text with `\\n` newlines; returns `(text, encoding)`."
+# %% ../nbs/01_parse.ipynb #e12f1d1e
+def decode_text(data: bytes, warnings: list | None = None) -> tuple[str, str]:
+    "Decode transcript bytes to text with `\\n` newlines; returns `(text, encoding)`; a mixed file adds a warning."
     if not data.strip(): raise ParseError('empty file')
     enc = _guess_encoding(data)
-    try: text = data.decode(enc)
+    try: text = data.decode('utf-8', 'flexxray-cp1252') if enc == MIXED else data.decode(enc)
     except UnicodeDecodeError as e: raise ParseError(f'undecodable bytes for {enc} (byte {e.start})')
+    if enc == MIXED and warnings is not None:
+        bad = sum(1 for line in data.splitlines() if not _utf8(line))
+        warnings.append(f'mixed encodings: {bad} line(s) are not UTF-8 and were read as cp1252; check their accents and quotes')
     text = text.replace('\r\n', '\n').replace('\r', '\n')
     controls = sum(1 for c in text[:20000] if ord(c) < 32 and c not in '\n\t\f')
     if controls > max(2, len(text[:20000]) / 100): raise ParseError('binary file, not a transcript')
     if not text.strip(): raise ParseError('empty file')
     return text, enc
+
+def _utf8(b: bytes) -> bool:
+    "Whether `b` is valid UTF-8."
+    try: b.decode('utf-8'); return True
+    except UnicodeDecodeError: return False
 
 # %% ../nbs/01_parse.ipynb #91923f6f
 _PARTICLES = {'of', 'the', 'and', 'de', 'del', 'van', 'von', 'der', 'da', 'du', 'la', 'le', 'y', 'for', 'in', 'on',
@@ -56,6 +75,7 @@ ROLE_WORDS = {'interviewer', 'expert', 'client', 'analyst', 'moderator', 'operat
 
 def _outside_parens(label: str) -> Optional[str]:
     "The label with its (nested) parenthesised parts removed, or None if the parentheses do not balance."
+    if '(' not in label and ')' not in label: return label
     depth, out = 0, []
     for c in label:
         if c == '(': depth += 1
@@ -110,34 +130,48 @@ HEADER_KEYS = {'title', 'topic', 'subject', 'network', 'provider', 'source', 'ex
                'date of call', 'interview date', 'expert', 'expert name', 'interviewee', 'interviewer', 'interviewers',
                'client', 'analyst', 'moderator', 'host', 'position', 'role', 'expert title', 'job title', 'company',
                'organization', 'organisation', 'employer', 'firm', 'duration', 'length', 'location', 'time',
-               'project', 'call type', 'industry', 'transcript', 'transcript id', 'reference', 'tags', 'sector'}
+               'project', 'call type', 'industry', 'transcript', 'transcript id', 'reference', 'tags', 'sector',
+               'call title'}
+ROLE_HEADER_KEYS = {'expert', 'expert name', 'interviewee', 'interviewer', 'interviewers', 'client', 'analyst',
+                    'moderator', 'host'}
 LONG_HEADER_KEYS = {'bio', 'expert bio', 'biography', 'expert biography', 'background', 'about the expert',
                     'disclaimer', 'compliance', 'compliance note', 'important notice', 'notice', 'legal',
                     'confidentiality', 'confidential', 'summary', 'fictional transcript', 'note', 'notes'}
 _SEPARATOR = re.compile(r'^\s*(?:[-=_*~#]{3,}|(?:begin(?:ning of)? )?transcript:?|\[?start of (?:transcript|call)\]?)\s*$',
                         re.I)
 _END_MARK = re.compile(r'^\s*[\[(<*-]*\s*end of (?:the )?(?:transcript|call|interview|recording)\b.*$', re.I)
+_SPEECH = re.compile(r"(?i:\b(?:i'm|i'll|i've|i'd|we|we're|we'll|we've|you|your|you're|our|let's|hello|hi|welcome|thanks|"
+                     r"thank|please|good (?:morning|afternoon|evening))\b)|\bus\b|\bI\b(?!\.)")  # 'US', 'I.' are not speech
+_SENTENCE_END = r'\b[a-z]+[.!?]\s+[A-Z]'  # 'maker. The': a lower-case word ends a sentence ('Dr. Roe' does not)
+_ABBREV_END = re.compile(r'\b(?:Inc|Ltd|Co|Corp|LLC|LLP|PLC|GmbH|AG|SA|Jr|Sr|Dr|St|[A-Z])\.$')
 
 def _metadata_like(value: str) -> bool:
     "Whether a header value reads like metadata (short, no question, not a spoken sentence)."
     v = value.strip()
-    return len(v.split()) <= 20 and '?' not in v and not re.search(r'[.!]["”’]?$', v)
+    return len(v.split()) <= 20 and '?' not in v and not (re.search(r'[.!]["”’]?$', v) and not _ABBREV_END.search(v))
+
+def _spoken(value: str) -> bool:
+    "Whether a value is someone speaking: first or second person, a greeting, or a sentence."
+    return bool(_SPEECH.search(value)) or not _metadata_like(value) or bool(re.search(_SENTENCE_END, value))
 
 def _is_header_line(label: str, value: str, counts: Counter) -> bool:
     "Whether a labelled line before the first turn belongs to the header."
     key = label.lower().rstrip('.')
     if key in LONG_HEADER_KEYS: return True
+    if key in ROLE_HEADER_KEYS: return not _spoken(value)
     if key in HEADER_KEYS: return _metadata_like(value) or counts[label] == 1
     if key in ROLE_WORDS: return False
     return counts[label] == 1 and len(value.split()) < 25 and '?' not in value
 
 # %% ../nbs/01_parse.ipynb #3e279790
 def _lines(text):
-    "`(start, line)` for every line of `text`."
-    pos = 0
-    for line in text.split('\n'):
-        yield pos, line
-        pos += len(line) + 1
+    "`(start, line)` for every non-blank line of `text`, found one at a time."
+    pos, n = 0, len(text)
+    while pos <= n:
+        end = text.find('\n', pos)
+        end = n if end < 0 else end
+        if end > pos and not text[pos:end].isspace(): yield pos, text[pos:end]
+        pos = end + 1
 
 def _accept(label: str, counts: Counter, forced) -> bool:
     "Whether a candidate label is a speaker."
@@ -147,27 +181,45 @@ def _accept(label: str, counts: Counter, forced) -> bool:
     return len(bare.split()) >= 2 or '(' in label
 
 # %% ../nbs/01_parse.ipynb #582a1c37
-def _find_header_end(cands, counts, forced) -> int:
-    "Index into `cands` of the first turn (candidates before it are header lines)."
+HEADER_LINES = 400  # a header longer than this is not a header
+
+def _scan(text: str, max_turns: int, keep: int = 50_000):
+    "Label counts, each label's last line, and the labelled lines' matches (kept while few); too many turns is an error."
+    counts, last, repeated, cache = Counter(), {}, 0, {}
+    for i, (pos, line) in enumerate(_lines(text)):
+        m = match_label(line)
+        if not m: continue
+        c = counts[m[0]] = counts[m[0]] + 1
+        repeated += 2 if c == 2 else c > 2  # lines of labels seen twice or more: each starts a turn
+        last[m[0]] = i
+        if cache is not None: cache[i] = m
+        if cache is not None and len(cache) > keep: cache = None  # recomputed in the second pass: memory stays flat
+        if max(repeated, len(counts)) > max_turns + HEADER_LINES: raise ParseError(f'more than {max_turns:,} turns (setting max_turns)')
+    return counts, last, cache
+
+def _matched(text: str, cache):
+    "`(start, line, match)` for every non-blank line."
+    for i, (pos, line) in enumerate(_lines(text)):
+        yield pos, line, (cache.get(i) if cache is not None else match_label(line))
+
+def _find_header_end(cands, counts, forced, last_turn: int) -> int:
+    "Index into `cands` of the first turn (candidates before it are header lines); `last_turn` is the last label line's."
     seen_separator = False
     for i, (pos, line, m) in enumerate(cands):
         if m is None:
             if _SEPARATOR.match(line): seen_separator = True
             continue
         label, ts, off, kind = m
-        if forced and label in forced: return i
+        if forced and label in forced and label.lower().rstrip('.') not in HEADER_KEYS | LONG_HEADER_KEYS: return i
         if seen_separator or kind == 'speaker_ts' or ts: return i
         if not _is_header_line(label, line[off:], counts): return i
-        if not any(m2 and _accept(m2[0], counts, forced) for _, _, m2 in cands[i + 1:]): return i  # nothing after it
+        if last_turn <= i: return i  # nothing after it
     return len(cands)
 
-def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=()) -> Transcript:
-    "Split `text` into header metadata and turns (roles are assigned later)."
-    forced = set(forced_labels)
-    lines = [(pos, line, match_label(line)) for pos, line in _lines(text) if line.strip()]
-    counts = Counter(m[0] for _, _, m in lines if m)
-    first = _find_header_end(lines, counts, forced)
-    # a separator after the first labelled lines still closes the header
+# %% ../nbs/01_parse.ipynb #bc66e016
+def _header_end(lines, counts, forced, last_turn: int) -> int:
+    "Index of the first turn: after the header, or after a separator that closes header-like lines."
+    first = _find_header_end(lines, counts, forced, last_turn)
     for i, (pos, line, m) in enumerate(lines[first:first + 40], first):
         if m is None and _SEPARATOR.match(line) and all(x[2] is None or _is_header_line(x[2][0], x[1][x[2][2]:], counts)
                                                         for x in lines[first:i]):
@@ -177,32 +229,44 @@ def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=()) ->
     if not any(_SEPARATOR.match(l) or (m and m[0].lower().rstrip('.') in HEADER_KEYS | LONG_HEADER_KEYS)
                for _, l, m in lines[:first]):
         first = next((i for i, (_, _, m) in enumerate(lines[:first]) if m and _accept(m[0], counts, forced)), first)
-    header = [(pos, line) for pos, line, _ in lines[:first]]
+    return first
+
+def _turns(lines, counts, forced, max_turns: int) -> list[Turn]:
+    "The turns of the body lines: a line with an accepted label starts one, other lines continue it."
     turns, cur, last_end = [], None, None
     def close():
         if cur and last_end is not None and last_end > cur['start']:
+            if len(turns) >= max_turns: raise ParseError(f'more than {max_turns:,} turns (setting max_turns)')
             turns.append(Turn(len(turns), cur['speaker'], cur['start'], last_end, cur['ts']))
-    for pos, line, m in lines[first:]:
-        if _END_MARK.match(line):
-            break
+    for pos, line, m in lines:
+        if _END_MARK.match(line): break
         if m and _accept(m[0], counts, forced):
             close()
             label, ts, off, kind = m
             rest = line[off:]
-            start = pos + off + (len(rest) - len(rest.lstrip()))
-            cur = dict(speaker=label, start=start if rest.strip() else None, ts=ts)
+            cur = dict(speaker=label, start=pos + off + len(rest) - len(rest.lstrip()) if rest.strip() else None, ts=ts)
             last_end = pos + len(line.rstrip()) if rest.strip() else None
             continue
         if cur is None: continue
         if cur['start'] is None: cur['start'] = pos + len(line) - len(line.lstrip())
         last_end = pos + len(line.rstrip())
     close()
+    return turns
+
+# %% ../nbs/01_parse.ipynb #a745afbe
+def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=(), max_turns: int = 200_000) -> Transcript:
+    "Split `text` into header metadata and turns (roles are assigned later)."
+    forced = set(forced_labels)
+    counts, last, cache = _scan(text, max_turns)
+    last_turn = max((i for label, i in last.items() if _accept(label, counts, forced)), default=-1)
+    lines = _matched(text, cache)
+    head = list(itertools.islice(lines, HEADER_LINES))
+    first = _header_end(head, counts, forced, last_turn)
+    turns = _turns(itertools.chain(head[first:], lines), counts, forced, max_turns)
     tr = Transcript(file=file, id=content_id(text), format=fmt, text=text, turns=turns)
-    tr.metadata = header_metadata(header)
-    if not turns:
-        body = lines[first:] or lines
-        s, e = body[0][0], body[-1][0] + len(body[-1][1].rstrip())
-        tr.turns = [Turn(0, 'Unknown', s, e)]
+    tr.metadata = header_metadata([(pos, line) for pos, line, _ in head[:first]])
+    if not tr.turns and head:
+        tr.turns = [Turn(0, 'Unknown', head[first][0] if first < len(head) else head[0][0], len(text.rstrip()))]
         tr.warnings.append("no speaker labels found: the whole text is one turn by 'Unknown' (role other); "
                            "override its role to use it")
     return tr
@@ -210,12 +274,6 @@ def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=()) ->
 # %% ../nbs/01_parse.ipynb #246fd8a6
 NETWORKS = ['GLG', 'Gerson Lehrman', 'Tegus', 'Third Bridge', 'AlphaSights', 'Guidepoint', 'Coleman Research',
             'Dialectica', 'Atheneum', 'Capvision', 'Stream', 'Inex One', 'ProSapient', 'NewtonX', 'Office Hours']
-_KEYMAP = {'expert': 'expert', 'expert name': 'expert', 'interviewee': 'expert', 'title': 'title', 'position': 'position',
-           'role': 'position', 'expert title': 'position', 'job title': 'position', 'company': 'company',
-           'organization': 'company', 'organisation': 'company', 'employer': 'company', 'firm': 'company',
-           'date': 'date', 'call date': 'date', 'date of call': 'date', 'interview date': 'date', 'network': 'network',
-           'provider': 'network', 'source': 'network', 'expert network': 'network', 'interviewer': 'interviewer',
-           'interviewers': 'interviewer', 'client': 'interviewer', 'analyst': 'interviewer'}
 _MONTHS = {m: i for i, m in enumerate(['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'], 1)}
 
 def parse_date(s: str) -> Optional[str]:
@@ -238,60 +296,144 @@ def parse_date(s: str) -> Optional[str]:
             except ValueError: return None
     return None
 
-def _strip_note(s):
-    "Drop a trailing parenthetical such as `(2019-2024)` or `(customer of X)`."
-    return re.sub(r'\s*\([^()]*\)\s*$', '', s).strip() or s.strip()
-
-def _title_company(s: str) -> tuple[Optional[str], Optional[str]]:
-    "Split `Title, Company` (or `Title at Company`) into its parts."
-    s = s.split(';')[0].strip()
-    if ' at ' in s: t, c = s.rsplit(' at ', 1); return t.strip(), _strip_note(c)
-    if ',' in (_outside_parens(s) or ''):
-        t, c = s.rsplit(',', 1)
-        return t.strip(), _strip_note(c)
-    return s or None, None
-
 def _network_in(s: str) -> Optional[str]:
     "A known expert network named in `s`."
     return next((n for n in NETWORKS if re.search(rf'\b{re.escape(n)}\b', s, re.I)), None)
 
+# %% ../nbs/01_parse.ipynb #5645807b
+_TITLE_WORDS = re.compile(r'\b(CEO|CFO|COO|CTO|CCO|CMO|CIO|CRO|VP|SVP|EVP|AVP|GM|President|Vice|Director|Manager|Head|'
+                          r'Chief|Officer|Founder|Co-Founder|Owner|Partner|Engineer|Consultant|Analyst|Lead|Principal|'
+                          r'Supervisor|Specialist|Auditor|Buyer|Executive|Former|Senior|Plant|Chair|Chairman|Advisor|'
+                          r'Adviser|Scientist|Associate|Coordinator|Administrator|Controller|Treasurer|Secretary|'
+                          r'Superintendent|Inspector|Technician|Representative|Professor)\b', re.I)
+_CREDENTIAL = re.compile(r'(?:Ph\.?D|MBA|M\.?D|CPA|CFA|PE|P\.Eng|MSc|BSc|JD|Esq|Jr|Sr|II|III|IV)\.?', re.I)
+_YEARS = re.compile(r'[\s,;]*\(?\s*(?:since\s+)?(?:19|20)\d\d\s*(?:[-–—]|to)?\s*(?:(?:19|20)\d\d|present|today|now)?\s*\)?\.?\s*$', re.I)
+_PART_SEPS = r'\s+[-–—]+\s+|\s*[|•·]\s*|(?<=[^\d\s])[–—](?=[^\d\s])'
+
+# %% ../nbs/01_parse.ipynb #80656b9f
+def _mask_parens(s: str) -> str:
+    "`s` with everything inside parentheses replaced by NULs (same length), to split on what lies outside."
+    out, depth = [], 0
+    for c in s:
+        depth += c == '('
+        out.append(c if c in '()' or not depth else '\0')
+        depth -= c == ')' and depth > 0
+    return ''.join(out)
+
+def _opening_paren(s: str) -> Optional[int]:
+    "Where the parenthesis that closes `s` opens, or None when `s` does not end with a balanced one."
+    depth = 0
+    for i in range(len(s) - 1, -1, -1):
+        depth += (s[i] == ')') - (s[i] == '(')
+        if depth == 0: return i if i < len(s) - 1 and s.endswith(')') else None
+    return None
+
+def _split_top(s: str, sep: str) -> list[str]:
+    "The parts of `s` between matches of the pattern `sep` outside parentheses."
+    parts, last = [], 0
+    for m in re.finditer(sep, _mask_parens(s)):
+        parts.append(s[last:m.start()]); last = m.end()
+    return [p.strip(' ,;') for p in parts + [s[last:]] if p.strip(' ,;')]
+
+def _strip_notes(s: str) -> tuple[str, Optional[str]]:
+    "`s` without trailing year ranges and parenthesised notes, and the last such note."
+    note = None
+    while True:
+        s = _YEARS.sub('', s).strip(' ,;') if _YEARS.search(s) and _YEARS.sub('', s).strip() else s.strip(' ,;')
+        start = _opening_paren(s)
+        if start is None or not s[:start].strip(): return s, note
+        s, note = s[:start].strip(' ,;'), s[start + 1:-1].strip()
+
+# %% ../nbs/01_parse.ipynb #0cd63bc9
+def _person_like(s: str) -> bool:
+    "Whether `s` reads like a person's name: 1-6 capitalised words, no digits, no job-title words."
+    words = s.replace(',', ' ').split()
+    if not 1 <= len(words) <= 6 or re.search(r'[\d@:/?!]', s) or _TITLE_WORDS.search(s) or _network_in(s): return False
+    return all(w[0].isupper() or w.lower().strip('.') in _PARTICLES or _CREDENTIAL.fullmatch(w.strip(',')) for w in words)
+
+def _plausible(s: Optional[str], max_words: int) -> Optional[str]:
+    "`s` if it can stand as a field under a quote: short, not a sentence, not just years or punctuation."
+    if not s: return None
+    s = ' '.join(s.split()).strip(' ,;:-–—|')
+    if not s or len(s.split()) > max_words or re.search(r'[?!]|' + _SENTENCE_END, s) or not re.search(r'[A-Za-z]{2}', s): return None
+    if (s[0].islower() and not re.match(r'an? ', s)) or re.match(r'(?:and|or|of|at|in)\b', s, re.I): return None
+    return s
+
+def title_company(s: str) -> tuple[Optional[str], Optional[str]]:
+    "Split a position into `(title, company)`: `Title at Company`, `Title, Company`, `CEO of Company`, or one of them."
+    s = (_split_top(_strip_notes(s)[0], ';') or [''])[0]  # what follows a semicolon is more bio
+    if not s: return None, None
+    m = re.match(r'(.+?)\s+(?:at|@)\s+(.+)$', s)
+    if m: return m[1], m[2]
+    parts = _split_top(s, ',')
+    if len(parts) > 1: return ', '.join(parts[:-1]), parts[-1]
+    m = re.match(r'(.*\b(?:CEO|CFO|COO|CTO|CCO|CMO|President|Founder|Co-Founder|Owner|Chairman|Partner))\s+of\s+(.+)$', s)
+    if m: return m[1], m[2]
+    return (s, None) if _TITLE_WORDS.search(s) else (None, s)
+
+# %% ../nbs/01_parse.ipynb #882920a0
+def split_person(value: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    "`(name, title, company)` from an expert line such as `Jane Roe – Former VP of Operations, Acme (2016–2023)`."
+    v, note = _strip_notes(' '.join(value.split()))
+    segs = _split_top(v, ';')
+    if len(segs) > 1 and all(len(x.split()) <= 8 and x[0].isupper() for x in segs): parts = segs
+    else: parts = _split_top(segs[0] if segs else v, _PART_SEPS)
+    comma = len(parts) == 1
+    if comma: parts = _split_top(parts[0], ',') if parts else []
+    while len(parts) > 1 and _CREDENTIAL.fullmatch(parts[1]): parts[0:2] = [f'{parts[0]}, {parts[1]}']
+    name = parts[0] if parts and _person_like(parts[0]) else None
+    rest = parts[1:] if name else parts
+    if name and not rest and note and (',' in note or _TITLE_WORDS.search(note)): rest = [note]  # Name (Title, Company)
+    if not rest: title = company = None
+    elif comma or len(rest) == 1: title, company = title_company(', '.join(rest))
+    else: title, company = ', '.join(rest[:-1]), rest[-1]
+    return _plausible(name, 8), _plausible(title, 15), _plausible(company, 10)
+
+# %% ../nbs/01_parse.ipynb #1a1b8951
+_KEYMAP = {'expert': 'expert', 'expert name': 'expert', 'interviewee': 'expert', 'title': 'title', 'call title': 'title',
+           'position': 'position', 'role': 'position', 'expert title': 'position',
+           'job title': 'position', 'company': 'company', 'organization': 'company', 'organisation': 'company',
+           'employer': 'company', 'firm': 'company', 'date': 'date', 'call date': 'date', 'date of call': 'date',
+           'interview date': 'date', 'network': 'network', 'provider': 'network', 'source': 'network',
+           'expert network': 'network', 'interviewer': 'interviewer', 'interviewers': 'interviewer', 'client': 'interviewer',
+           'analyst': 'interviewer'}
+_CALL_WORDS = re.compile(r'\b(call|interview|transcript|consultation|discussion|session|meeting)\b', re.I)
+
+def _header_fields(header) -> tuple[dict, list, Optional[str]]:
+    "The `Key: value` fields of the header (first one wins), the interviewers it names and its first plain line."
+    fields, interviewers, first_line, prev = {}, [], None, None
+    for n, (_, line) in enumerate(header):
+        m = re.match(r'^\W{0,3}([A-Za-z][A-Za-z ]{0,30}?)\s*:\s*(.+)$', line.strip())
+        key = _KEYMAP.get(m[1].lower()) if m else None
+        if key == 'title' and prev == 'expert' and _TITLE_WORDS.search(m[2]) and not _CALL_WORDS.search(m[2]):
+            key = 'job_title'  # `Expert: Name` then `Title: Director, QA`: the expert's title, kept whole
+        if key == 'interviewer':
+            interviewers += [n.split(',')[0].strip() for n in re.split(r'\s+and\s+|\s*[&;]\s*', m[2]) if n.strip()]
+        elif key: fields.setdefault(key, m[2].strip())
+        elif not m and prev == 'expert' and 'position' not in fields: fields['position'] = line.strip()
+        elif not m and n == 0 and not _SEPARATOR.match(line): first_line = line.strip().lstrip('#').strip()
+        prev = key if m else None
+    return fields, interviewers, first_line
+
+# %% ../nbs/01_parse.ipynb #10e3d12e
 def header_metadata(header) -> dict:
     "Metadata from the header's `(offset, line)` pairs."
     meta = dict.fromkeys(METADATA_KEYS)
-    fields, prev_key, interviewers, title = {}, None, [], None
-    for _, line in header:
-        m = re.match(r'^\W{0,3}([A-Za-z][A-Za-z ]{0,30}?)\s*:\s*(.+)$', line.strip())
-        key = _KEYMAP.get(m[1].lower()) if m else None
-        if key == 'interviewer':
-            interviewers += [n.split(',')[0].strip() for n in re.split(r'\s+and\s+|\s*[&;]\s*', m[2]) if n.strip()]
-        elif key == 'title' and not re.search(r'\b(call|interview|transcript|consultation)\b', m[2], re.I):
-            key = 'position'  # 'Title:' names the expert's job title, not the document's
-        if key and key != 'interviewer' and key not in fields: fields[key] = m[2].strip()
-        elif not m and prev_key == 'expert' and 'position' not in fields: fields['position'] = line.strip()
-        elif not m and title is None and not _SEPARATOR.match(line): title = line.strip().lstrip('#').strip()
-        if title is None: title = ''  # only the header's first line can be the call's title
-        prev_key = key if m else None
-    if 'expert' in fields:
-        parts = [p.strip() for p in fields['expert'].split(',')]
-        meta['expert_name'] = parts[0]
-        if len(parts) > 1: meta['expert_title'], meta['expert_company'] = _title_company(', '.join(parts[1:]))
-    pos = fields.get('position')
-    if pos:
-        t, c = (pos, None) if 'company' in fields else _title_company(pos)
-        meta['expert_title'] = meta['expert_title'] or t
-        meta['expert_company'] = meta['expert_company'] or c
-    if 'company' in fields: meta['expert_company'] = _strip_note(fields['company'])
-    meta['call_date'] = parse_date(fields.get('date', ''))
+    fields, interviewers, first_line = _header_fields(header)
+    name, title, company = split_person(fields['expert']) if 'expert' in fields else (None, None, None)
+    if 'position' in fields:
+        t, c = title_company(fields['position'])
+        title, company = title or _plausible(t, 15), company or _plausible(c, 10)
+    if 'job_title' in fields: title = title or _plausible(_YEARS.sub('', fields['job_title']), 15)
+    if 'company' in fields: company = _plausible(_strip_notes(fields['company'])[0], 10) or company
+    meta.update(expert_name=name, expert_title=title, expert_company=company, call_date=parse_date(fields.get('date', '')))
     meta['network'] = _network_in(fields.get('network', '')) or fields.get('network') or \
         _network_in(' '.join(l for _, l in header[:3]))
     if interviewers: meta['interviewers'] = interviewers
-    if title or fields.get('title'): meta['title'] = fields.get('title') or title
+    if fields.get('title') or first_line: meta['title'] = fields.get('title') or first_line
     return meta
 
 # %% ../nbs/01_parse.ipynb #f0c7b580
-_TITLE_WORDS = re.compile(r'\b(CEO|CFO|COO|CTO|CCO|CMO|VP|SVP|EVP|President|Director|Manager|Head|Chief|Officer|'
-                          r'Founder|Owner|Partner|Engineer|Consultant|Analyst|Lead|Principal|Supervisor|Specialist|'
-                          r'Auditor|Buyer|Executive|General Manager|Former|Senior|Plant)\b', re.I)
 _NOT_NAME = re.compile(r'\b(Call|Interview|Transcript|Expert|Follow|Notes|Customer|Zoom|Recording|Short|Q&?A|'
                        r'Meeting|Update)\b', re.I)
 
@@ -312,69 +454,201 @@ def filename_metadata(path) -> dict:
             else: meta['expert_title'] = p
     return meta
 
-# %% ../nbs/01_parse.ipynb #dd5f01b5
-def _docx_blocks(doc):
-    "Paragraphs and tables of a python-docx document, in order."
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
-    for el in doc.element.body.iterchildren():
-        tag = el.tag.rsplit('}', 1)[-1]
-        if tag == 'p': yield Paragraph(el, doc)
-        elif tag == 'tbl': yield Table(el, doc)
-
-def _bold_label(p) -> Optional[str]:
-    "The speaker label of a paragraph that opens with bold text ending in a colon."
-    bold = ''
-    for run in p.runs:
-        if not run.text: continue
-        if not (run.bold or (run._r.style is not None and run.style.font.bold)): break  # resolve a style only if it has one
-        bold += run.text
-    bold = bold.strip()
-    if bold.endswith(':') and label_shape(bold[:-1].strip()): return bold[:-1].strip()
-    rest = p.text[len(bold):] if p.text.startswith(bold) else ''
-    if bold and rest.lstrip().startswith(':') and label_shape(bold): return bold
-    return None
-
-def docx_text(data: bytes) -> tuple[str, set]:
-    "Plain text of a .docx and the labels its bold runs mark."
-    import docx, io
-    try: doc = docx.Document(io.BytesIO(data))
-    except Exception as e: raise ParseError(f'corrupt or unreadable .docx ({type(e).__name__})')
-    paras, labels = [], set()
-    for block in _docx_blocks(doc):
-        if hasattr(block, 'rows'):
-            for row in block.rows:
-                cells = []
-                for c in row.cells:
-                    if c.text.strip() and (not cells or c.text.strip() != cells[-1]): cells.append(c.text.strip())
-                if len(cells) == 3 and re.fullmatch(rf'[\[(]?{_TS}[\])]?', cells[0]):
-                    paras.append(f'[{_clean_ts(cells[0])}] {cells[1]}: {cells[2]}')
-                elif len(cells) == 2: paras.append(f'{cells[0].rstrip(":")}: {cells[1]}')
-                elif cells: paras.append(' | '.join(cells))
-            continue
-        text = block.text.strip()
-        if not text: continue
-        label = _bold_label(block)
-        if label: labels.add(label)
-        paras.append(text)
-    if not paras: raise ParseError('empty document')
-    return '\n\n'.join(paras), labels
-
-# %% ../nbs/01_parse.ipynb #881511d4
+# %% ../nbs/01_parse.ipynb #48f27872
 _PAGE_NO = re.compile(r'^\s*(?:page\s*)?[-–]?\s*\d{1,4}\s*(?:(?:of|/)\s*\d{1,4})?\s*[-–]?\s*$', re.I)
 
-def _strip_running_lines(pages: list[list[str]]) -> list[list[str]]:
-    "Drop page numbers and lines repeated at the top or bottom of most pages."
-    norm = lambda l: re.sub(r'\d+', '#', ' '.join(l.split())).lower()
-    edge = Counter(norm(l) for lines in pages for l in set(lines[:3] + lines[-3:]))
-    repeated = {k for k, n in edge.items() if len(pages) >= 2 and n >= max(2, len(pages) / 2)}
+def _running_key(line: str, i: int, n: int, edge: int):
+    "How an edge line is compared across pages: a speaker line verbatim and by position, any other with digits ignored."
+    l = ' '.join(line.split())
+    if match_label(l): return ('label', l, i if i < edge else i - n)
+    return ('text', re.sub(r'\d+', '#', l).lower(), None)
+
+def _edge_keys(lines: list[str], edge: int) -> dict[int, tuple]:
+    "The comparison key of each line among the first and last `edge` lines of a page, by index."
+    n = len(lines)
+    return {i: _running_key(lines[i], i, n, edge) for i in sorted(set(range(min(edge, n))) | set(range(max(0, n - edge), n)))}
+
+def _cut_running_prefix(line: str, prefixes: list[str]) -> str:
+    "`line` without a running header that an extractor ran into it, when what follows starts a turn."
+    for p in prefixes:
+        m = re.match(r'\s*' + r'\s*'.join(re.escape(w).replace('\\#', r'\d+').replace('#', r'\d+') for w in p.split()), line, re.I)
+        if m and m.end() < len(line) and match_label(line[m.end():].lstrip()): return line[m.end():].lstrip()
+    return line
+
+def _strip_running_lines(pages: list[list[str]], edge: int = 3) -> list[list[str]]:
+    "Drop page numbers and the header and footer lines repeated on most pages, keeping speaker lines (see above)."
+    keys = [_edge_keys(lines, edge) for lines in pages]
+    counts = Counter(k for ks in keys for k in set(ks.values()))
+    need = {'text': max(2, len(pages) / 2), 'label': max(2, 0.8 * len(pages))}
+    running = {k for k, c in counts.items() if len(pages) >= 2 and c >= need[k[0]]}
+    prefixes = sorted((k[1] for k in running if k[0] == 'text' and len(k[1]) >= 8), key=len, reverse=True)
     out = []
-    for lines in pages:
-        edges = set(range(min(3, len(lines)))) | set(range(max(0, len(lines) - 3), len(lines)))
-        out.append([l for i, l in enumerate(lines)
-                    if not (i in edges and (norm(l) in repeated or _PAGE_NO.match(l)))])
+    for lines, ks in zip(pages, keys):
+        kept = [l if i not in ks else _cut_running_prefix(l, prefixes) for i, l in enumerate(lines)
+                if not (i in ks and (ks[i] in running or _PAGE_NO.match(l)))]
+        out.append(kept)
     return out
 
+# %% ../nbs/01_parse.ipynb #dd5f01b5
+_W = 'http://schemas.openxmlformats.org/wordprocessingml/2006/main'
+_HIDDEN = {f'{_W} {t}' for t in ('del', 'moveFrom', 'instrText', 'delInstrText', 'delText', 'sdtPr', 'sdtEndPr', 'drawing',
+                                   'pict', 'object', 'footnoteReference', 'commentReference')} | \
+          {'http://schemas.openxmlformats.org/markup-compatibility/2006 Fallback'}
+_ON = {None, 'true', '1', 'on'}
+
+def _size(n: int) -> str:
+    "A byte count for a message: `1,024 MB` or `900 bytes`."
+    return f'{n / 1e6:,.0f} MB' if n >= 1e6 else f'{n:,} bytes'
+
+def _docx_part(zf, name: str, limit: int):
+    "An inflating stream of one part of a .docx, refused from the zip directory if it inflates beyond `limit` bytes."
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise ParseError(f'.docx part {name} inflates to {_size(info.file_size)}, over the {_size(limit)} limit '
+                         '(setting max_docx_xml_mb)')
+    return zf.open(info)
+
+def _expat(**handlers):
+    "A namespace-aware expat parser that refuses DTDs (Word never writes one; entity tricks need one)."
+    import xml.parsers.expat
+    p = xml.parsers.expat.ParserCreate(namespace_separator=' ')
+    p.buffer_text = True
+    def no_dtd(*a): raise ParseError('.docx XML declares a DTD: not a Word document')
+    p.StartDoctypeDeclHandler = no_dtd
+    for k, v in handlers.items(): setattr(p, k, v)
+    return p
+
+# %% ../nbs/01_parse.ipynb #4c9da8b5
+def _bold_styles(zf, limit: int) -> set:
+    "Ids of the styles that make a run bold (following `basedOn`)."
+    if 'word/styles.xml' not in zf.namelist(): return set()
+    styles, cur = {}, [None]
+    def start(tag, a):
+        if tag == f'{_W} style': cur[0] = a.get(f'{_W} styleId'); styles[cur[0]] = [None, False]
+        elif cur[0] and tag == f'{_W} basedOn': styles[cur[0]][0] = a.get(f'{_W} val')
+        elif cur[0] and tag == f'{_W} b': styles[cur[0]][1] = a.get(f'{_W} val') in _ON
+    with _docx_part(zf, 'word/styles.xml', limit) as f: _expat(StartElementHandler=start).ParseFile(f)
+    def bold(s, depth=0): return s in styles and (styles[s][1] or (depth < 20 and bold(styles[s][0], depth + 1)))
+    return {s for s in styles if bold(s)}
+
+def _main_part(zf) -> str:
+    "The name of the main document part, from the package relationships."
+    try: rels = zf.read('_rels/.rels').decode('utf-8', 'replace') if zf.getinfo('_rels/.rels').file_size < 1_000_000 else ''
+    except KeyError: rels = ''
+    m = re.search(r'Target="/?([^"]+)"[^>]*Type="[^"]*/officeDocument"|Type="[^"]*/officeDocument"[^>]*Target="/?([^"]+)"', rels)
+    name = (m[1] or m[2]) if m else 'word/document.xml'
+    if name not in zf.namelist(): raise ParseError('corrupt or unreadable .docx (no document part)')
+    return name
+
+# %% ../nbs/01_parse.ipynb #8c3d21d9
+class _DocxBody:
+    "Expat handlers that stream a .docx body into `(text, starts_page)` blocks and the labels its bold runs mark."
+    def __init__(self, bold_styles: set, max_blocks: int):
+        self.bold_styles, self.max_blocks, self.hidden, self.in_run, self.in_text = bold_styles, max_blocks, 0, False, False
+        self.runs, self.text, self.bold = [], [], False  # the paragraph's runs so far: (text, bold)
+        self.rows = []  # per open table, its current row: a list of cells, each a list of paragraph texts
+        self.blocks, self.labels, self.page, self.p_page = [], set(), False, False
+
+    def start(self, tag, a):
+        if self.hidden or tag in _HIDDEN: self.hidden += 1; return
+        ns, _, name = tag.partition(' ')
+        if ns != _W: return
+        val = a.get(f'{_W} val')
+        if name == 'p': self.runs, self.p_page, self.page = [], self.page, False
+        elif name == 'r': self.in_run, self.text, self.bold = True, [], False
+        elif name == 't' and self.in_run: self.in_text = True
+        elif self.in_run and name in ('b', 'rStyle'): self.bold |= (val in _ON) if name == 'b' else val in self.bold_styles
+        elif self.in_run and name == 'tab': self.text.append('\t')
+        elif self.in_run and name in ('br', 'cr'):
+            if a.get(f'{_W} type') == 'page': self._page_break()
+            else: self.text.append('\n')
+        elif self.in_run and name == 'noBreakHyphen': self.text.append('-')
+        elif name == 'lastRenderedPageBreak' or (name == 'pageBreakBefore' and val in _ON): self._page_break()
+        elif name == 'tbl': self.rows.append(None)
+        elif name == 'tr' and self.rows: self.rows[-1] = []
+        elif name == 'tc' and self.rows and self.rows[-1] is not None: self.rows[-1].append([])
+
+    def chars(self, data):
+        if self.in_text and not self.hidden: self.text.append(data)
+
+    def _page_break(self):
+        "A page starts here: at this paragraph if it has no text yet, else at the next one."
+        if any(t for t, _ in self.runs) or self.text: self.page = True
+        else: self.p_page = True
+
+# %% ../nbs/01_parse.ipynb #1572df7a
+@patch
+def end(self: _DocxBody, tag):
+    if self.hidden: self.hidden -= 1; return
+    ns, _, name = tag.partition(' ')
+    if ns != _W: return
+    if name == 't': self.in_text = False
+    elif name == 'r' and self.in_run: self.runs.append((''.join(self.text), self.bold)); self.in_run = False
+    elif name == 'p': self._paragraph()
+    elif name == 'tr' and self.rows and self.rows[-1] is not None:
+        line, self.rows[-1] = _row_text(['\n'.join(c).strip() for c in self.rows[-1]]), None
+        if line and len(self.rows) > 1 and self.rows[-2]: self.rows[-2][-1].append(line)  # a table inside a cell
+        elif line: self._block(line)
+    elif name == 'tbl' and self.rows: self.rows.pop()
+
+@patch
+def _block(self: _DocxBody, text: str):
+    "Add a paragraph or table row, marking whether a page starts with it; too many is an error, not a memory spike."
+    if len(self.blocks) >= self.max_blocks: raise ParseError(f'more than {self.max_blocks:,} paragraphs (5 x setting max_turns)')
+    self.blocks.append((text, self.p_page)); self.p_page = False
+
+@patch
+def _paragraph(self: _DocxBody):
+    "Close a paragraph: into the open table cell, or as a block with its bold label."
+    text = ''.join(t for t, _ in self.runs).strip()
+    if self.rows and self.rows[-1]: self.rows[-1][-1].append(text); return
+    if not text: return
+    label = _bold_label(self.runs)
+    if label: self.labels.add(label)
+    self._block(text)
+
+# %% ../nbs/01_parse.ipynb #727555ad
+def _bold_label(runs) -> Optional[str]:
+    "The speaker label of a paragraph whose runs open with bold text ending in a colon."
+    bold = ''
+    for text, b in runs:
+        if not text: continue
+        if not b: break
+        bold += text
+    full, bold = ''.join(t for t, _ in runs).lstrip(), bold.strip()
+    if bold.endswith(':') and label_shape(bold[:-1].strip()): return bold[:-1].strip()
+    rest = full[len(bold):] if full.startswith(bold) else ''
+    return bold if bold and rest.lstrip().startswith(':') and label_shape(bold) else None
+
+def _row_text(cells: list[str]) -> str:
+    "A table row as a line: `[time] Speaker: text`, `Key: value`, or its cells joined by bars."
+    cells = [c for i, c in enumerate(cells) if c and (i == 0 or c != cells[i - 1])]
+    if len(cells) == 3 and re.fullmatch(rf'[\[(]?{_TS}[\])]?', cells[0]): return f'[{_clean_ts(cells[0])}] {cells[1]}: {cells[2]}'
+    if len(cells) == 2: return f'{cells[0].rstrip(":")}: {cells[1]}'
+    return ' | '.join(cells)
+
+# %% ../nbs/01_parse.ipynb #e0553cf1
+def docx_text(source, max_xml_bytes: int = 200_000_000, max_paragraphs: int = 1_000_000) -> tuple[str, set]:
+    "Plain text of a .docx (a path, a file or bytes) and the labels its bold runs mark, read as a stream."
+    import io, zipfile, xml.parsers.expat
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
+            body = _DocxBody(_bold_styles(zf, max_xml_bytes), max_paragraphs)
+            with _docx_part(zf, _main_part(zf), max_xml_bytes) as f:
+                _expat(StartElementHandler=body.start, EndElementHandler=body.end, CharacterDataHandler=body.chars).ParseFile(f)
+    except ParseError: raise
+    except zipfile.BadZipFile as e: raise ParseError(f'corrupt or unreadable .docx ({printable(e)}; not a zip, or password-protected?)')
+    except (xml.parsers.expat.ExpatError, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, KeyError) as e:
+        raise ParseError(f'corrupt or unreadable .docx ({type(e).__name__}: {printable(e)[:120]})')
+    pages = [[]]
+    for text, starts_page in body.blocks:
+        if starts_page and pages[-1]: pages.append([])
+        pages[-1].append(text)
+    paras = [t for page in (_strip_running_lines(pages) if len(pages) > 1 else pages) for t in page]
+    if not paras: raise ParseError('empty document')
+    return '\n\n'.join(paras), body.labels
+
+# %% ../nbs/01_parse.ipynb #881511d4
 def _reflow(lines: list[str]) -> str:
     "Join wrapped lines into paragraphs; a short line ending a sentence, or a labelled line, breaks a paragraph."
     width = max((len(l) for l in lines), default=0)
@@ -382,21 +656,25 @@ def _reflow(lines: list[str]) -> str:
     for line in lines:
         line = line.strip()
         if not line: continue
-        if cur and (match_label(line) or _SEPARATOR.match(line)):
+        m = match_label(line)
+        if cur and (m or _SEPARATOR.match(line)):
             paras.append(cur); cur = ''
         cur = line if not cur else (cur + line if cur.endswith('-') else cur + ' ' + line)
-        if len(line) < 0.75 * width and re.search(r'[.!?:"”)\]]$', line) or _SEPARATOR.match(line):
-            paras.append(cur); cur = ''
+        if len(line) < 0.75 * width and re.search(r'[.!?:"”)\]]$', line) or _SEPARATOR.match(line) or (m and m[3] == 'speaker_ts'):
+            paras.append(cur); cur = ''  # a `Name  00:04:12` line stands alone above its turn
     if cur: paras.append(cur)
     return '\n\n'.join(paras)
 
-def pdf_text(data: bytes) -> str:
-    "Plain text of a .pdf, without running headers, footers and page numbers."
+def pdf_text(source) -> str:
+    "Plain text of a .pdf (a path, a file or bytes), without running headers, footers and page numbers."
     import io, logging, pypdf
     logging.getLogger('pypdf').setLevel(logging.ERROR)
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(''): raise ParseError('encrypted PDF')
+        reader = pypdf.PdfReader(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if reader.is_encrypted:
+            try: ok = reader.decrypt('')
+            except pypdf.errors.DependencyError: raise ParseError('encrypted PDF: install pypdf[crypto] to open it') from None
+            if not ok: raise ParseError('encrypted PDF: it needs a password')
         pages = [[l.rstrip() for l in (p.extract_text() or '').split('\n') if l.strip()] for p in reader.pages]
     except ParseError: raise
     except Exception as e: raise ParseError(f'corrupt or unreadable PDF ({type(e).__name__})')
@@ -405,34 +683,42 @@ def pdf_text(data: bytes) -> str:
     return text
 
 # %% ../nbs/01_parse.ipynb #6d2bd200
-_CUE_TIME = re.compile(r'^\s*(\d{1,2}:)?(\d{2}):(\d{2})[.,](\d{3})\s*-->')
+_CUE_TIME = re.compile(r'^\s*(?:(\d{1,2}):)?(\d{1,2}):(\d{2})(?:[.,]\d{1,3})?\s*-->')
 
-def captions_text(raw: str) -> tuple[str, set]:
-    "Render WebVTT or SRT captions as a labelled transcript; returns `(text, speakers)`."
-    header, turns = [], []
+def _cue(lines: list[str], last_ts: str):
+    "`(timestamp, speaker, text, timed)` of one caption block's lines, or None without a timing line."
+    ti = next((i for i, l in enumerate(lines) if '-->' in l), None)
+    if ti is None: return None
+    m = _CUE_TIME.match(lines[ti])
+    ts = f"{int(m[1] or 0):02d}:{int(m[2]):02d}:{m[3]}" if m else last_ts
+    text = ' '.join(lines[ti + 1:])
+    v = re.match(r'<v(?:\.[\w.]+)?\s+([^>]+)>', text)
+    speaker = v[1].strip() if v else None
+    text = re.sub(r'<[^>]+>', '', text).strip()
+    if not speaker:
+        lm = match_label(text)
+        if lm and lm[3] == 'label': speaker, text = lm[0], text[lm[2]:].strip()
+    return ts, speaker, text, bool(m)
+
+def captions_text(raw: str, warnings: list | None = None) -> tuple[str, set]:
+    "Render WebVTT or SRT captions as a labelled transcript; returns `(text, speakers)`; lost or untimed cues are warned."
+    header, turns, untimed, dropped = [], [], 0, 0
     for block in re.split(r'\n\s*\n', raw.replace('\ufeff', '').strip()):
         lines = [l.strip() for l in block.split('\n') if l.strip()]
-        if not lines or lines[0].startswith('WEBVTT'): lines = lines[1:] if lines else lines
-        if not lines: continue
-        if lines[0].startswith('NOTE'):
-            header += [l for l in [lines[0][4:].strip()] + lines[1:] if l]; continue
-        if lines[0].startswith(('STYLE', 'REGION')): continue
-        ti = next((i for i, l in enumerate(lines) if _CUE_TIME.match(l)), None)
-        if ti is None: continue
-        h, mi, s, _ = _CUE_TIME.match(lines[ti]).groups()
-        ts = f"{int((h or '0:')[:-1]):02d}:{mi}:{s}"
-        text = ' '.join(lines[ti + 1:])
-        v = re.match(r'<v(?:\.[\w.]+)?\s+([^>]+)>', text)
-        speaker = v[1].strip() if v else None
-        text = re.sub(r'<[^>]+>', '', text).strip()
-        if not speaker:
-            m = match_label(text)
-            if m and m[3] == 'label': speaker, text = m[0], text[m[2]:].strip()
+        if lines and lines[0].startswith('WEBVTT'): lines = lines[1:]
+        if not lines or lines[0].startswith(('STYLE', 'REGION')): continue
+        if lines[0].startswith('NOTE'): header += [l for l in [lines[0][4:].strip()] + lines[1:] if l]; continue
+        cue = _cue(lines, turns[-1][0] if turns else '00:00:00')
+        if cue is None: dropped += not all(l.isdigit() for l in lines); continue
+        ts, speaker, text, timed = cue
         if not text: continue
+        untimed += not timed
         speaker = speaker or (turns[-1][1] if turns else 'Unknown')
         if turns and turns[-1][1] == speaker: turns[-1][2].append(text)
         else: turns.append((ts, speaker, [text]))
     if not turns: raise ParseError('no caption cues found')
+    if warnings is not None and untimed: warnings.append(f'{untimed} caption cue(s) with an unreadable time kept under the previous time')
+    if warnings is not None and dropped: warnings.append(f'{dropped} caption block(s) without a timing line dropped')
     body = [f'[{ts}] {sp}: {" ".join(t)}' for ts, sp, t in turns]
     return '\n\n'.join(header + body) if not header else '\n'.join(header) + '\n\n' + '\n\n'.join(body), \
         {sp for _, sp, _ in turns}
@@ -440,34 +726,89 @@ def captions_text(raw: str) -> tuple[str, set]:
 # %% ../nbs/01_parse.ipynb #52f33abd
 SUFFIXES = ('.txt', '.md', '.docx', '.pdf', '.vtt', '.srt')
 
-def read_transcript(path, file: str | None = None) -> Transcript:
-    "Read and parse one transcript file (no roles yet); errors are reported, not raised."
-    path = pathlib.Path(path)
+def _file_kind(mode: int) -> str:
+    "What a non-regular file is, for a message."
+    return next((k for t, k in [(stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket'),
+                                (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')] if t(mode)), 'a special file')
+
+def _checked_size(path: pathlib.Path, max_bytes: int) -> int:
+    "The size of a regular file within the limit, or a ParseError saying why it will not be read."
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode): raise ParseError(f'not a regular file ({_file_kind(st.st_mode)}); not read')
+    if st.st_size > max_bytes: raise ParseError(f'file is {_size(st.st_size)}, over the {_size(max_bytes)} limit (setting max_file_mb); not read')
+    if st.st_size == 0: raise ParseError('empty file')
+    return st.st_size
+
+def _read_limited(path: pathlib.Path, max_bytes: int) -> bytes:
+    "The bytes of a file, never more than `max_bytes` (a file that grew since its size was checked is refused)."
+    with open(path, 'rb') as f: data = f.read(max_bytes + 1)
+    if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
+    return data
+
+def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: bytes | None = None) -> tuple[str, set]:
+    "The plain text of a transcript file (or of its `data`, read within the limits elsewhere) and its forced speaker labels."
+    max_bytes = int(s.max_file_mb * 1e6)
+    if data is None: _checked_size(path, max_bytes)
+    elif not data: raise ParseError('empty file')
+    if fmt == 'docx': return docx_text(path if data is None else data, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
+    if fmt == 'pdf': return pdf_text(path if data is None else data), set()
+    raw = _read_limited(path, max_bytes) if data is None and fmt in ('vtt', 'srt', 'txt', 'md', '') else data
+    if fmt in ('vtt', 'srt'): return captions_text(decode_text(raw, warnings)[0], warnings)
+    if fmt in ('txt', 'md', ''): return decode_text(raw, warnings)[0], set()
+    raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
+
+# %% ../nbs/01_parse.ipynb #1694efb2
+def read_transcript(path, file: str | None = None, settings: Settings | None = None, data: bytes | None = None) -> Transcript:
+    "Read and parse one transcript file, or its `data` read elsewhere (no roles yet), within the settings' limits; errors are reported, not raised."
+    path, s, warnings = pathlib.Path(path), settings or Settings(), []
     file = file if file is not None else str(path)
     fmt = path.suffix.lower().lstrip('.')
     try:
-        data = path.read_bytes()
-        if not data.strip(): raise ParseError('empty file')
-        forced = ()
-        if fmt == 'docx': text, forced = docx_text(data)
-        elif fmt == 'pdf': text = pdf_text(data)
-        elif fmt in ('vtt', 'srt'): text, forced = captions_text(decode_text(data)[0])
-        elif fmt in ('txt', 'md', ''): text = decode_text(data)[0]
-        else: raise ParseError(f'unsupported file type .{fmt} (expected one of {", ".join(SUFFIXES)})')
-        tr = parse_text(text, file, fmt or 'txt', forced)
-    except ParseError as e: return Transcript(file=file, format=fmt, error=str(e))
-    except OSError as e: return Transcript(file=file, format=fmt, error=f'cannot read file: {e.strerror or e}')
+        text, forced = _render(path, fmt, s, warnings, data)
+        tr = parse_text(text, file, fmt or 'txt', forced, s.max_turns)
+    except ParseError as e: return Transcript(file=file, format=fmt, error=printable(e))
+    except OSError as e: return Transcript(file=file, format=fmt, error=f'cannot read file: {printable(e.strerror or e)}')
+    except MemoryError: return Transcript(file=file, format=fmt, error='out of memory reading it: lower max_file_mb or max_docx_xml_mb')
+    except Exception as e:  # a reader library's own bug must not stop a batch either
+        return Transcript(file=file, format=fmt, error=f'unreadable ({type(e).__name__}: {printable(e)[:200]})')
+    tr.warnings = warnings + tr.warnings
     for k, v in filename_metadata(path).items():
         if v and not tr.metadata.get(k): tr.metadata[k] = v
     return tr
 
 # %% ../nbs/01_parse.ipynb #396b3f46
-def find_transcripts(paths) -> list[pathlib.Path]:
-    "Transcript files in `paths` (files as given, folders recursively, sorted)."
+def _skip_reason(entry: os.DirEntry) -> Optional[str]:
+    "Why a folder entry is skipped, or None to read it."
+    try: st = os.stat(entry.path)
+    except OSError as e:
+        return 'symlink loop' if e.errno == errno.ELOOP else 'broken link' if entry.is_symlink() else f'cannot read: {e.strerror}'
+    if stat.S_ISDIR(st.st_mode): return 'link to a folder, not followed' if entry.is_symlink() else None
+    return None if stat.S_ISREG(st.st_mode) else f'not a regular file ({_file_kind(st.st_mode)})'
+
+def _walk(folder: pathlib.Path, seen: set, warn) -> list[pathlib.Path]:
+    "Transcript files under `folder`; a folder reached twice is skipped with a warning."
+    st = os.stat(folder)
+    if (st.st_dev, st.st_ino) in seen: warn(folder, 'folder already read; skipped'); return []
+    seen.add((st.st_dev, st.st_ino))
+    try: entries = list(os.scandir(folder))
+    except OSError as e: warn(folder, f'cannot list folder: {e.strerror}'); return []
+    out = []
+    for e in entries:
+        if e.name.startswith(('.', '~$')): continue
+        why, suffix = _skip_reason(e), pathlib.Path(e.name).suffix.lower()
+        if why:
+            if suffix in SUFFIXES or not suffix: warn(e.path, f'{why}; skipped')
+        elif e.is_dir(): out += _walk(pathlib.Path(e.path), seen, warn)
+        elif suffix in SUFFIXES: out.append(pathlib.Path(e.path))
+    return out
+
+def find_transcripts(paths, warnings: list | None = None) -> list[pathlib.Path]:
+    "Transcript files in `paths` (files as given, folders recursively, sorted); skipped entries are added to `warnings`."
     if isinstance(paths, (str, pathlib.Path)): paths = [paths]
+    def warn(p, why):
+        if warnings is not None: warnings.append(f'{printable(p)}: {why}')
     out = []
     for p in map(pathlib.Path, paths):
-        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in SUFFIXES
-                                     and not f.name.startswith(('.', '~$')))
+        if p.is_dir(): out += sorted(_walk(p, set(), warn))
         else: out.append(p)
     return out

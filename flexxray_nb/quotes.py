@@ -121,20 +121,20 @@ def transcript_overrides(overrides: dict | None, path, tid: str = '') -> dict:
     o = overrides or {}
     return {**o.get('*', {}), **o.get(tid, {}), **o.get(str(path), {})}
 
-def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None) -> Transcript:
-    "Read one transcript and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
+def load_transcript(path, settings: Settings | None = None, overrides: dict | None = None, file=None, data=None) -> Transcript:
+    "Read one transcript (or its `data`) and assign its speakers' roles (manual overrides win: {file or id: {speaker: role}})."
     s = settings or Settings()
-    tr = read_transcript(path, file)
+    tr = read_transcript(path, file, s, data)
     return assign_roles(tr, s.confidence_threshold, transcript_overrides(overrides, path, tr.id))
 
 def duplicate_error(first_file: str) -> str:
-    "The error of a transcript whose text repeats an earlier one."
-    return f'duplicate of {first_file} (identical text)'
+    "The error of a transcript whose text repeats an earlier one (one line, whatever the first file's name holds)."
+    return f'duplicate of {printable(first_file)} (identical text)'
 
-def iter_transcripts(paths, settings: Settings | None = None, overrides: dict | None = None):
+def iter_transcripts(paths, settings: Settings | None = None, overrides: dict | None = None, warnings: list | None = None):
     "Transcripts (with roles) of `paths` in order; one repeating an earlier one's text carries an error instead."
     seen = {}
-    for p in find_transcripts(paths):
+    for p in find_transcripts(paths, warnings):
         tr = load_transcript(p, settings, overrides)
         if tr.ok and tr.id in seen: tr = Transcript(tr.file, tr.id, tr.format, error=duplicate_error(seen[tr.id]))
         elif tr.ok: seen[tr.id] = tr.file

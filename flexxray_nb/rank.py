@@ -113,7 +113,7 @@ class PassageIndex:
     def __init__(self, texts: list[str]):
         self.tokens = [tokenize(t) for t in texts]
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        self.bm25.index([t or ['\0'] for t in self.tokens], show_progress=False)
+        if self.tokens: self.bm25.index([t or ['\0'] for t in self.tokens], show_progress=False)  # bm25s refuses none
         self._contexts = None
     def __len__(self): return len(self.tokens)
     def scores(self, terms) -> np.ndarray:
@@ -182,6 +182,7 @@ def lead_in(s: np.ndarray, turns: int = 4, decay: float = 0.7) -> np.ndarray:
         if d < len(s): out[d:] = np.maximum(out[d:], s[:-d] * decay ** (d - 1))
     return out
 
+# %% ../nbs/04_rank.ipynb #dc31e8c7
 class TurnIndex:
     "BM25 indexes over a transcript's turns and over their sentence windows."
     def __init__(self, tr: Transcript, window: int = 3):

@@ -4,16 +4,16 @@
 
 # %% ../nbs/13_report.ipynb #0609f92d
 from __future__ import annotations
-import html, os, pathlib, re
+import base64, gzip, html, json, os, pathlib, re
 from importlib import resources
 import pandas as pd
 from .core import *
 from .analysis import Analysis
 
 # %% auto #0
-__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'summary_html', 'answers_html', 'table_html', 'cell_html', 'grid_html',
-           'speakers_html', 'validate_params', 'make_self_contained', 'export_html', 'template_path', 'run_report',
-           'run_reports']
+__all__ = ['esc', 'STYLE', 'REPORT_PARAMS', 'EXECUTORS', 'summary_html', 'answers_html', 'table_html', 'cell_html', 'top_calls',
+           'grid_html', 'speakers_html', 'validate_params', 'compress_plotly', 'make_self_contained', 'export_html',
+           'template_path', 'kernel_manager', 'run_report', 'run_reports']
 
 # %% ../nbs/13_report.ipynb #74dc855c
 esc = lambda s: html.escape('' if s is None else str(s))
@@ -29,13 +29,14 @@ STYLE = '''<style>
 </style>'''
 
 def summary_html(res: dict, settings: Settings) -> str:
-    "The run summary: what was analysed, how it went, what it cost."
+    "The run summary: first whether the model was used as asked, then what was analysed, how it went, what it cost."
     m = res['metrics']
     found = sum(q['evidence'] == 'found' for q in res['questions'])
     kpis = [('transcripts', f"{m['succeeded']} of {m['transcripts']} read"), ('questions answered', f"{found} of {len(res['questions'])}"),
-            ('API calls', m['api_calls']), ('cache hits', m['cache_hits']), ('cost', f"${m['cost_usd']:.4f}"),
+            ('API calls', f"{m['api_calls']} answered, {m.get('api_attempts', m['api_calls'])} attempts"), ('cache hits', m['cache_hits']), ('cost', f"${m['cost_usd']:.4f}"),
             ('wall time', f"{m['wall_s']:.1f} s"), ('backend', settings.backend)]
-    return STYLE + f'<div class="fx"><h2>{esc(res["company"])}: expert-call analysis</h2>' + \
+    llm = f'<p class="flag">{esc(m["llm_message"])}</p>' if m.get('llm_message') else ''  # the model unavailable or stopped
+    return STYLE + f'<div class="fx"><h2>{esc(res["company"])}: expert-call analysis</h2>{llm}' + \
         ''.join(f'<span class="kpi"><b>{esc(k)}</b>: {esc(v)}</span>' for k, v in kpis) + '</div>'
 
 def answers_html(res: dict) -> str:
@@ -71,11 +72,20 @@ def cell_html(c: dict) -> str:
                 f'<span class="src">(cites {esc(", ".join(c["quotes"]))})</span></td>')
     return '<td class="none">not discussed</td>'
 
-def grid_html(a: Analysis) -> str:
-    "The grid, one collapsible block per call (question | the expert's words), so long cells stay readable."
-    out = ['<div class="fx">']
-    labels = {g.id: g.question for g in a.company.grid}
-    for row in a.grid.to_dict(orient='records'):
+def top_calls(a: Analysis, n: int) -> list[str]:
+    "The `n` calls the answers quote most (then the others in path order), or every call when there are no more."
+    if len(a.grid) <= n: return list(a.grid['file'])
+    cited = pd.Series([x['file'] for q in a.answers for x in q['quotes']], dtype=object).value_counts()
+    return list(dict.fromkeys([*cited.index, *a.grid['file']]))[:n]
+
+def grid_html(a: Analysis, calls: int = 25) -> str:
+    "The grid of the top `calls` calls, one collapsible block per call (question | the expert's words)."
+    out, labels, top = ['<div class="fx">'], {g.id: g.question for g in a.company.grid}, top_calls(a, calls)
+    if len(top) < len(a.grid):
+        out.append(f'<p class="src">The {len(top)} calls the answers quote most, of {len(a.grid)}: every call\'s grid is '
+                   'in analysis.xlsx (sheet Grid) and results.json.</p>')
+    rows = a.grid.set_index('file', drop=False).loc[top]
+    for row in rows.to_dict(orient='records'):
         found = sum(v['by'] != 'none' for k, v in row.items() if k in labels)
         out.append(f'<details><summary>{esc(row["expert"] or _short(row["file"]))} · {esc(_short(row["file"]))} · '
                    f'{found} of {len(labels)} discussed</summary><table>')
@@ -83,16 +93,22 @@ def grid_html(a: Analysis) -> str:
         out.append('</table></details>')
     return ''.join(out) + '</div>'
 
-def speakers_html(a: Analysis) -> str:
-    "Speakers of every call: label, role, confidence, review flag, evidence."
+def speakers_html(a: Analysis, limit: int = 100) -> str:
+    "Speakers of the calls (those flagged for review first past `limit`): label, role, confidence, flag, evidence."
     rows = [dict(call=_short(t.file), speaker=s.name, role=s.role, confidence=s.confidence,
                  review='⚑ review' if s.needs_review else '', source=s.source, turns=s.turns, words=s.words, evidence=s.evidence)
             for t in a.transcripts if t.ok for s in t.speakers]
-    return table_html(pd.DataFrame(rows), '')
+    if len(rows) <= limit: return table_html(pd.DataFrame(rows), '')
+    shown = sorted(rows, key=lambda r: not r['review'])[:limit]
+    return table_html(pd.DataFrame(shown), f'{limit} of {len(rows)} speakers, those flagged for review first: every speaker '
+                      'is in analysis.xlsx (sheet Speakers) and results.json.', heading=False)
 
 # %% ../nbs/13_report.ipynb #dbf24430
 REPORT_PARAMS = dict(company='FlexXray', transcripts=None, out_dir='reports', backend='local', base_url=None,
-                     model=None, batch_size=None, max_quotes=None, confidence_threshold=None, mode='sync')
+                     model=None, batch_size=None, max_quotes=None, confidence_threshold=None, mode='sync',
+                     executor='auto', workers=None, scheduler=None)
+
+EXECUTORS = ('auto', 'local', 'process', 'dask')
 
 def validate_params(**p) -> dict:
     "Check the report parameters; returns the settings overrides they imply."
@@ -101,13 +117,16 @@ def validate_params(**p) -> dict:
     if not isinstance(p.get('company'), str) or not p['company'].strip(): raise ValueError('company must be a non-empty string')
     if p.get('transcripts') is not None and not pathlib.Path(p['transcripts']).is_dir():
         raise ValueError(f'transcripts must be an existing folder, got {p["transcripts"]!r}')
-    for k, typ in (('batch_size', int), ('max_quotes', int), ('confidence_threshold', (int, float))):
+    for k, typ in (('batch_size', int), ('max_quotes', int), ('confidence_threshold', (int, float)), ('workers', int)):
         v = p.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, typ)): raise ValueError(f'{k} must be a number, got {v!r}')
     if p.get('backend') not in ('local', 'openai'): raise ValueError(f"backend must be 'local' or 'openai', got {p.get('backend')!r}")
     if p.get('mode') not in ('sync', 'batch'): raise ValueError(f"mode must be 'sync' or 'batch', got {p.get('mode')!r}")
+    if p.get('executor') not in EXECUTORS: raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {p.get('executor')!r}")
+    if not isinstance(p.get('scheduler') or '', str): raise ValueError(f"scheduler must be an address, got {p['scheduler']!r}")
     ov = dict(backend=p['backend'], base_url=p.get('base_url'), batch_size=p.get('batch_size'), max_quotes=p.get('max_quotes'),
-              confidence_threshold=p.get('confidence_threshold'), mode=p['mode'])
+              confidence_threshold=p.get('confidence_threshold'), mode=p['mode'], executor=p['executor'],
+              workers=p.get('workers'), scheduler=p.get('scheduler'))
     if p.get('model'): ov['model_cheap'] = p['model']
     return {k: v for k, v in ov.items() if v is not None}
 
@@ -117,10 +136,24 @@ _REMOTE_LINK = re.compile(r'<link[^>]*\bhref=["\']https?://[^"\']*["\'][^>]*/?>'
 _MATHJAX_CFG = re.compile(r'<script type="text/x-mathjax-config">.*?</script>', re.S)
 _MERMAID = re.compile(r'<script type="module">\s*import mermaid.*?</script>', re.S)
 
+_PLOTLY_JS = re.compile(r'<script(?: type="text/javascript")?>(/\*\*\n\* plotly\.js v.*?)</script>', re.S)
+_NEW_PLOT = re.compile(r'(<script(?: type="text/javascript")?>)(\s*window\.PLOTLYENV=.*?)(</script>)', re.S)
+_INFLATE = ('<script type="text/javascript">window.plotlyReady = new Response(new Blob([Uint8Array.from(atob("{}"), '
+            'c => c.charCodeAt(0))]).stream().pipeThrough(new DecompressionStream("gzip"))).text()'
+            '.then(js => (0, eval)(js));</script>')
+
+def compress_plotly(page: str) -> str:
+    "Carry the embedded plotly.js gzipped (a third of its size), inflated by the browser before any chart is drawn."
+    m = _PLOTLY_JS.search(page)
+    if not m: return page
+    packed = base64.b64encode(gzip.compress(m[1].encode('utf-8'), 9, mtime=0)).decode('ascii')
+    page = page[:m.start()] + _INFLATE.format(packed) + page[m.end():]
+    return _NEW_PLOT.sub(lambda p: f'{p[1]}window.plotlyReady.then(() => {{{p[2]}}});{p[3]}', page)
+
 def make_self_contained(page: str) -> str:
-    "Remove every reference to a remote script or stylesheet from an nbconvert page."
+    "Remove every reference to a remote script or stylesheet from an nbconvert page; compress plotly.js."
     for rx in (_REMOTE_SCRIPT, _REMOTE_LINK, _MATHJAX_CFG, _MERMAID): page = rx.sub('', page)
-    return page
+    return compress_plotly(page)
 
 def export_html(ipynb, html_path) -> pathlib.Path:
     "Render an executed notebook as a self-contained HTML report, code hidden."
@@ -136,13 +169,22 @@ def export_html(ipynb, html_path) -> pathlib.Path:
     exporter = HTMLExporter(template_name='lab', exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     html_path = pathlib.Path(html_path)
-    html_path.write_text(make_self_contained(body), encoding='utf-8')
+    html_path.write_text(make_self_contained(redact(body)), encoding='utf-8')  # the inlined libraries carry no secrets
     return html_path
 
 # %% ../nbs/13_report.ipynb #87f568cf
 def template_path() -> pathlib.Path:
     "The report notebook template shipped with the package."
     return pathlib.Path(str(resources.files('flexxray_nb'))) / 'templates' / 'report.ipynb'
+
+def kernel_manager(env: dict):
+    "A Jupyter kernel manager class whose kernels start with `env` over this process's environment, which stays as it is."
+    from jupyter_client import AsyncKernelManager
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw['env'] = {**os.environ, **kw.get('env', {}), **env}
+            return await super().start_kernel(**kw)
+    return KernelManager
 
 def run_report(company='FlexXray', out_dir='reports', log_output=False, **params) -> dict:
     "Execute the report notebook for `company` with papermill and render it; returns the paths written."
@@ -153,11 +195,14 @@ def run_report(company='FlexXray', out_dir='reports', log_output=False, **params
     name = load_company(company).name
     dest = pathlib.Path(out_dir) / name
     dest.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault('PLOTLY_RENDERER', 'notebook')
-    os.environ['TQDM_DISABLE'] = '1'
+    env = {'PLOTLY_RENDERER': os.environ.get('PLOTLY_RENDERER', 'notebook'), 'TQDM_DISABLE': '1'}
+    if p['base_url'] and redact(p['base_url']) != p['base_url']: env['OPENAI_BASE_URL'], p['base_url'] = p['base_url'], None
     nb_out = dest / 'report.ipynb'
-    pm.execute_notebook(str(template_path()), str(nb_out), parameters=p, kernel_name='python3', progress_bar=False,
-                        log_output=log_output, cwd=os.getcwd())
+    try: pm.execute_notebook(str(template_path()), str(nb_out), parameters=p, kernel_name='python3', progress_bar=False,
+                             log_output=log_output, cwd=os.getcwd(), kernel_manager_class=kernel_manager(env))
+    finally:
+        if nb_out.is_file(): nb_out.write_text(json.dumps(redact(json.loads(nb_out.read_text(encoding='utf-8'))), indent=1,
+                                                      ensure_ascii=False) + '\n', encoding='utf-8')
     html_out = export_html(nb_out, dest / 'report.html')
     return dict(notebook=nb_out, html=html_out, xlsx=dest / 'analysis.xlsx', results=dest / 'results.json')
 

@@ -4,19 +4,21 @@
 
 # %% ../nbs/02_roles.ipynb #531452d4
 from __future__ import annotations
-import math, re
+import functools, math, re
 from collections import defaultdict
 from .core import *
 from .parse import _outside_parens
 
 # %% auto #0
 __all__ = ['INTERVIEWER_WORDS', 'EXPERT_WORDS', 'OTHER_WORDS', 'FEATURES', 'ROLE_MODEL', 'person_key', 'label_role',
-           'titled_label', 'person_features', 'interviewer_logit', 'assign_roles']
+           'titled_label', 'person_features', 'interviewer_logit', 'asks', 'housekeeping', 'courtesy', 'introductions',
+           'assign_roles']
 
 # %% ../nbs/02_roles.ipynb #071584c6
 _HONORIFICS = re.compile(r'^(?:(?:the|right|rt\.?|hon\.?|honourable|honorable|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|'
                          r'professor|sir|dame|lord|lady)\s+)+', re.I)
 
+@functools.lru_cache(maxsize=1 << 16)
 def person_key(label: str) -> str:
     "The person behind a speaker label: no parentheses, honorifics or case."
     bare = _outside_parens(label) or label
@@ -33,27 +35,32 @@ _JOB_TITLE = re.compile(r'\b(minister|secretary|director|manager|ceo|cfo|coo|cto
                         r'chief|vp|partner|engineer|professor|commissioner|inspector|auditor|owner|principal|lead|'
                         r'supervisor|executive|superintendent)\b', re.I)
 
+_OTHER_LABEL = re.compile(r'(?:acting )?chair\b|(?:operator|clerk)\b')
+_INTERVIEWER_LABEL = re.compile(r'(?:interviewer|client|analyst|moderator|host)(?: \d+)?')
+_EXPERT_LABEL = re.compile(r'(?:expert|interviewee|respondent|witness)(?: \d+)?')
+
 def label_role(label: str) -> Optional[str]:
     "The role a label states outright, if any."
     key = person_key(label)
-    first = key.split()[0] if key.split() else ''
-    if key in OTHER_WORDS or first in {'chair', 'operator', 'clerk'} or re.match(r'(acting )?chair\b', key): return 'other'
-    if key in INTERVIEWER_WORDS or re.fullmatch(r'(interviewer|client|analyst|moderator|host)( \d+)?', key): return 'interviewer'
-    if key in EXPERT_WORDS or re.fullmatch(r'(expert|interviewee|respondent|witness)( \d+)?', key): return 'expert'
+    if key in OTHER_WORDS or _OTHER_LABEL.match(key): return 'other'
+    if key in INTERVIEWER_WORDS or _INTERVIEWER_LABEL.fullmatch(key): return 'interviewer'
+    if key in EXPERT_WORDS or _EXPERT_LABEL.fullmatch(key): return 'expert'
     return None
+
+_TITLED = re.compile(r'\(.*' + _JOB_TITLE.pattern, re.I)
 
 def titled_label(label: str) -> bool:
     "Whether the label carries a job title in parentheses."
-    return bool(re.search(r'\(.*' + _JOB_TITLE.pattern, label, re.I))
+    return '(' in label and bool(_TITLED.search(label))
 
 # %% ../nbs/02_roles.ipynb #d5adbd65
-_YOU = re.compile(r"\b(you|your|you're|you've|you'd|yourself)\b", re.I)
-_SELF = re.compile(r"\b(i|i'm|i've|i'd|me|my|we|our|us|we're|we've)\b", re.I)
+_YOU = re.compile(r"\b(?:you|your|you're|you've|you'd|yourself)\b")  # matched on lower-cased text
+_SELF = re.compile(r"\b(?:i|i'm|i've|i'd|me|my|we|our|us|we're|we've)\b")
 FEATURES = ['q_turns', 'q_density', 'word_share', 'log_turn_words', 'answers', 'you_vs_self', 'opens']
 
 def person_features(tr: Transcript) -> dict[str, dict]:
     "Turn-level evidence per person of a parsed transcript."
-    stats = defaultdict(lambda: dict(turns=0, words=0, q=0, qmarks=0, answers=0, you=0, self=0, first=None, labels=set()))
+    stats = defaultdict(lambda: dict(turns=0, words=0, q=0, qmarks=0, answers=0, you=0, self=0, first=None, labels={}))
     total_words = 0
     prev_speaker, prev_q = None, False
     for i, t in enumerate(tr.turns):
@@ -61,11 +68,13 @@ def person_features(tr: Transcript) -> dict[str, dict]:
         p = stats[person_key(t.speaker)]
         n = len(text.split())
         total_words += n
-        p['labels'].add(t.speaker)
+        ls = p['labels'].setdefault(t.speaker, [i, 0, 0])  # per label: first turn, turns, words
+        ls[1] += 1; ls[2] += n
         p['turns'] += 1; p['words'] += n
         p['q'] += '?' in text; p['qmarks'] += text.count('?')
         p['answers'] += prev_q and person_key(prev_speaker) != person_key(t.speaker)
-        p['you'] += len(_YOU.findall(text)); p['self'] += len(_SELF.findall(text))
+        low = text.lower()
+        p['you'] += len(_YOU.findall(low)); p['self'] += len(_SELF.findall(low))
         if p['first'] is None: p['first'] = i
         prev_speaker, prev_q = t.speaker, '?' in text[-200:]
     out = {}
@@ -73,7 +82,8 @@ def person_features(tr: Transcript) -> dict[str, dict]:
         out[k] = dict(q_turns=p['q'] / p['turns'], q_density=100 * p['qmarks'] / max(p['words'], 1),
                       word_share=p['words'] / max(total_words, 1), log_turn_words=math.log1p(p['words'] / p['turns']),
                       answers=p['answers'] / p['turns'], you_vs_self=(p['you'] - p['self']) / (p['you'] + p['self'] + 5),
-                      opens=float(p['first'] == 0), turns=p['turns'], words=p['words'], labels=p['labels'])
+                      opens=float(p['first'] == 0), turns=p['turns'], words=p['words'], labels=set(p['labels']),
+                      label_stats=p['labels'])
     return out
 
 # %% ../nbs/02_roles.ipynb #b54d754c
@@ -81,10 +91,115 @@ ROLE_MODEL = {'mean': [0.4072, 1.0418, 0.0889, 4.254, 0.3025, -0.3834, 0.0727],
               'scale': [0.3907, 1.3065, 0.1991, 0.7195, 0.3769, 0.3802, 0.2597], 
               'weights': [1.059, 0.895, -0.939, 0.305, -1.865, 0.924, 0.399], 'bias': 1.138}
 
+_COEF = [w / sd for w, sd in zip(ROLE_MODEL['weights'], ROLE_MODEL['scale'])]  # the standardisation folded in, once
+_BIAS = ROLE_MODEL['bias'] - sum(c * mu for c, mu in zip(_COEF, ROLE_MODEL['mean']))
+
 def interviewer_logit(f: dict) -> float:
     "The evidence that a person is the interviewer, as a logit."
-    m = ROLE_MODEL
-    return m['bias'] + sum(w * (f[k] - mu) / sd for k, w, mu, sd in zip(FEATURES, m['weights'], m['mean'], m['scale']))
+    return _BIAS + sum(c * f[k] for c, k in zip(_COEF, FEATURES))
+
+# %% ../nbs/02_roles.ipynb #9639413e
+_HOUSEKEEPING_KINDS = {
+    'recording notice': r"\b(?:being (?:recorded|transcribed)|(?:is|will be|are) (?:being )?(?:recorded|transcribed)|recording (?:has )?"
+                        r"(?:started|begun|is on)|for the record)\b",
+    'compliance reminder': r"\b(?:remind\w*|please (?:note|be aware)|(?:should|must|will) not (?:disclose|share|discuss|provide)|"
+                           r"(?:material )?non-public information|mnpi|investment advice|confidential information|"
+                           r"(?:confidentiality|compliance) (?:obligations?|reminder|notice|requirements?|rules|terms))\b",
+    'hand-over': r"\b(?:hand(?:ing)? (?:it |you |things )?over|turn (?:it|things) over|pass(?:ing)? (?:it |you )?(?:over|on) to|"
+                 r"over to you|(?:have|has|take) the floor|floor is yours|(?:please )?go ahead|you may (?:now )?(?:begin|proceed|start)|"
+                 r"i'?ll let you|leave you (?:to it|with)|the line is (?:now )?open|introduc\w+|we(?:'ll| will) (?:now )?(?:go|move|proceed|turn)(?: on)? to|"
+                 r"(?:next|first) (?:questions?|speaker) (?:is|are|comes?)|i (?:now )?call (?:on|upon))\b",
+    'welcome': r"\b(?:welcome|good (?:morning|afternoon|evening)|thank(?:s| you) (?:all |everyone |both )?for (?:joining|coming|being)|"
+               r"joining us)\b",
+    'closing': r"\b(?:this concludes|concludes (?:the|our|this)|end of (?:the|this|our) (?:call|session|meeting|interview)|"
+               r"(?:that'?s|we'?re) (?:all|out of|at) (?:the |our )?time|disconnect|wrap (?:it |things )?up|"
+               r"close (?:the|this) (?:call|meeting|session))\b",
+    'procedure': r"\b(?:call(?:ed|ing)? (?:this |the )?(?:meeting|session|sitting|committee) to order|order,? please|nominations?|"
+                 r"adjourn\w*|apologies (?:for absence|from)|declarations? of interest|quorum|agenda|i (?:hereby |therefore )?declare|"
+                 r"suspend (?:the|this) (?:meeting|sitting))\b",
+}
+_HOUSEKEEPING = re.compile('|'.join(f'(?P<k{i}>{v})' for i, v in enumerate(_HOUSEKEEPING_KINDS.values())))  # on lower case
+_KIND_NAMES = {f'k{i}': k for i, k in enumerate(_HOUSEKEEPING_KINDS)}
+
+# %% ../nbs/02_roles.ipynb #2a54525d
+_ASKS = re.compile(r"\?|(?:^|[.!?:]\s+|\b(?:so|and|now|then|okay|well),?\s+)(?:please\s+)?(?:tell (?:us|me)|describe|"
+                   r"talk (?:to us |to me )?about|walk (?:us|me) through|explain|could you|can you|would you|i'?d like (?:for )?you to|"
+                   r"i wonder|i (?:would|'d) like to (?:know|ask)|i want to (?:know|ask)|my question)\b", re.I)
+
+def asks(text: str) -> bool:
+    "Whether a turn asks something: a question mark, or a sentence opening with a prompt ('Tell us about', 'Could you')."
+    return bool(_ASKS.search(text))
+
+def housekeeping(text: str) -> set[str]:
+    "The kinds of housekeeping a turn does, if it does nothing else (empty when it has substance or asks)."
+    low = text.lower()
+    if len(low) > 4000 or not _HOUSEKEEPING.search(low): return set()  # long accounts are never housekeeping
+    sents = [s for s in re.split(r'(?<=[.!?])\s+', low.strip()) if s]
+    kinds = [{_KIND_NAMES[m.lastgroup] for m in _HOUSEKEEPING.finditer(s)} for s in sents]
+    other = [s for s, k in zip(sents, kinds) if not k and len(s.split()) > 6]
+    done = set().union(*kinds) if kinds else set()
+    if not done or any(asks(s) for s, k in zip(sents, kinds) if not k): return set()
+    return done if len(other) <= sum(map(bool, kinds)) else set()
+
+def courtesy(text: str) -> bool:
+    "A few words that neither ask nor say anything ('Thank you.', 'Okay, great.')."
+    return len(text.split()) <= 6 and not asks(text)
+
+# %% ../nbs/02_roles.ipynb #e76df920
+_NAME_WORD = r"(?:[A-Z]\.|[A-Z][\w'’-]*)"  # a capitalised word or an initial; a full stop after a word ends the name
+_NAME = rf"((?:(?:Dr|Mr|Mrs|Ms|Prof|Professor)\.?\s+)?{_NAME_WORD}(?:\s+(?:{_NAME_WORD}|de|van|von|der|la|del|da))*)"
+_INTRO_JOB = re.compile(_JOB_TITLE.pattern[:-3] + r'|deputy|lawyer|counsel|adviser|advisor|representing|chair|expert|'
+                        r'specialist|consultant|analyst|scientist|researcher|member of staff)\b', re.I)
+_INTRO = [('interviewer', re.compile(rf"\b(?:interviewers? (?:is|are|was|were|today (?:is|are))|conducted by|assisted by|"
+                                     rf"(?:my|our) colleagues?|co-?interviewers?)\s+{_NAME}")),
+          ('expert', re.compile(rf"\b(?:interview(?:ing)?|conversation|session|oral history|talking|speaking|chat) with\s+"
+                                rf"(?:my \w+\s+|our \w+\s+)?{_NAME}")),
+          ('expert', re.compile(rf"\b(?:I'?m|I am|we'?re|we are) interviewing\s+(?:my \w+\s+)?{_NAME}")),
+          ('expert', re.compile(rf"\bour (?:guests?|experts?|witness(?:es)?|interviewees?|speakers?)(?: today)?(?: is| are|,)?\s+{_NAME}"))]
+_WELCOME = re.compile(r"\b(?:welcome|welcoming|joined by|with us (?:today )?(?:is|are))\s+(?:back\s+)?([^.]*)", re.I)
+
+def introductions(tr: Transcript, first_turns: int = 3) -> dict[str, tuple[str, str]]:
+    "People the opening turns introduce, by name: `(side, phrase)`."
+    found = {}
+    for t in tr.turns[:first_turns]:
+        text = tr.turn_text(t)[:3000]
+        for side, rx in _INTRO:
+            for m in rx.finditer(text):
+                names = re.split(r',\s*(?:and\s+)?|\s+and\s+', text[m.start(1):m.start(1) + 120].split('.')[0])
+                for n in [m[1]] + [x for x in names[1:3] if re.fullmatch(_NAME, x.strip())]:
+                    found.setdefault(n.strip(), (side, m[0][:80]))
+        for m in _WELCOME.finditer(text):  # a welcome names the answering side when it gives a job title
+            for seg in re.split(rf";|,?\s+and\s+|,\s+(?={_NAME_WORD}\s+{_NAME_WORD},)", m[1]):
+                nm = re.match(r'\s*' + _NAME, seg)
+                if nm and _INTRO_JOB.search(seg[nm.end():nm.end() + 100]): found.setdefault(nm[1], ('expert', seg.strip()[:80]))
+    return found
+
+# %% ../nbs/02_roles.ipynb #bc8719a4
+_REACTION = re.compile(r"^\W*(?:thank(?:s| you)|great|wonderful|interesting|fascinating|amazing|wow|oh|okay|ok|right|"
+                       r"yes|yeah|sure|i see|good|that'?s (?:great|interesting|fascinating|wonderful|amazing|right|true))\b", re.I)
+_SIDE = {'interviewer': 1, 'expert': -1}
+
+def _turn_votes(text: str, prev: str, side, nxt, name: str, next_name: str) -> list[tuple[float, str]]:
+    "Signed votes (+ interviewer, - expert) from one turn of a quiet person, its neighbours' sides and the previous text."
+    out = [(-nxt, f'asks the {next_name}')] if nxt and asks(text[-300:]) else []
+    if not side: return out
+    you, me = len(_YOU.findall(text.lower())), len(_SELF.findall(text.lower()))
+    substance = len(text.split()) >= 12 and not (_REACTION.match(text) and len(text.split()) < 25)
+    if asks(prev[-300:]): out.append((-side, f'answers a question from the {name}'))
+    elif nxt == side and len(text.split()) < 60: out.append((-side, f'in dialogue with the {name}'))  # a long speech is no reply
+    elif substance and nxt == -side and me >= you: out.append((0.75 * side, f"adds to the {name}'s turn"))
+    elif _REACTION.match(text) or you > me: out.append((-0.5 * side, f'responds to the {name}'))
+    return out
+
+def _placement_votes(tr: Transcript, quiet: set, role_of: dict) -> dict[str, list[tuple[float, str]]]:
+    "The votes of every turn of each quiet person, read against the turns before and after it."
+    votes, keys = defaultdict(list), [person_key(t.speaker) for t in tr.turns]
+    for i, k in enumerate(keys):
+        if k not in quiet or i == 0 or keys[i - 1] == k: continue
+        after = keys[i + 1] if i + 1 < len(keys) and keys[i + 1] != k else None
+        votes[k] += _turn_votes(tr.turn_text(tr.turns[i]), tr.turn_text(tr.turns[i - 1]), _SIDE.get(role_of.get(keys[i - 1])),
+                                _SIDE.get(role_of.get(after)), role_of.get(keys[i - 1]), role_of.get(after))
+    return votes
 
 # %% ../nbs/02_roles.ipynb #5779ecd2
 def _named(key: str, names) -> bool:
@@ -95,44 +210,71 @@ def _named(key: str, names) -> bool:
         if nt and (nt <= toks or (len(nt) >= 2 and len(nt & toks) >= 2)): return True
     return False
 
-def _decide(key, f, meta):
-    "Role, confidence and evidence for one person, before corrections."
+def _intro_side(key: str, intros: dict) -> tuple[int, str]:
+    "+1 (introduced as asking), -1 (as answering) or 0, with the phrase."
+    for name, (side, phrase) in intros.items():
+        if _named(key, [name]): return _SIDE[side], phrase
+    return 0, ''
+
+def _confidence(z: float, f: dict) -> float:
+    "The probability of the side `z` favours, shrunk towards ½ for a person who said little."
+    p = 1 / (1 + math.exp(-abs(z)))
+    return round(0.5 + (p - 0.5) * min(1.0, f['words'] / 150 + f['turns'] / 10), 3)
+
+def _decide(key, f, meta, intros):
+    "Role, confidence and evidence for one person, before the corrections."
     stated = {label_role(l) for l in f['labels']} - {None}
     if len(stated) == 1:
         role = stated.pop()
         return role, 0.97, f'label says {role}'
     if meta.get('expert_name') and _named(key, [meta['expert_name']]): return 'expert', 0.97, 'named as the expert in the header'
     if _named(key, meta.get('interviewers')): return 'interviewer', 0.95, 'named as interviewer in the header'
-    z = interviewer_logit(f) - 1.5 * any(titled_label(l) for l in f['labels'])
-    p = 1 / (1 + math.exp(-z))
-    role = 'interviewer' if p >= 0.5 else 'expert'
-    amount = min(1.0, f['words'] / 150 + f['turns'] / 10)
-    conf = 0.5 + (max(p, 1 - p) - 0.5) * amount
+    side, phrase = _intro_side(key, intros)
+    z = f['logit'] - 1.5 * any(titled_label(l) for l in f['labels']) + 2.5 * side
     why = f"{f['q_turns']:.0%} of {f['turns']} turns ask, {f['word_share']:.0%} of words, {f['answers']:.0%} answer"
-    return role, round(conf, 3), why
+    if side: why += f'; introduced as {"interviewer" if side > 0 else "expert"} ("{phrase}")'
+    return ('interviewer' if z >= 0 else 'expert'), _confidence(z, f), why
 
-def _continues_answers(tr: Transcript, key: str, decided: dict) -> bool:
-    "Whether every turn of a person follows an expert's answer (no question in it) without asking anything itself."
-    prev, found = None, False
+# %% ../nbs/02_roles.ipynb #92042861
+def _housekeepers(tr: Transcript, decided: dict):
+    "Make `other` every person whose every turn is housekeeping or courtesy, at least one housekeeping."
+    kinds, only = defaultdict(set), defaultdict(lambda: True)
     for t in tr.turns:
-        k = person_key(t.speaker)
-        if k == key:
-            if prev is None or prev[0] == key or decided[prev[0]][0] != 'expert' or '?' in prev[1][-200:] \
-               or '?' in tr.turn_text(t): return False
-            found = True
-        prev = (k, tr.turn_text(t))
-    return found
+        k, text = person_key(t.speaker), tr.turn_text(t)
+        if not only[k] or decided[k][0] == 'other': continue  # settled: spare the regexes
+        hk = housekeeping(text)
+        kinds[k] |= hk
+        only[k] = only[k] and bool(hk or courtesy(text))
+    for k, d in decided.items():
+        if only[k] and kinds[k] and d[0] != 'other':
+            decided[k] = ('other', 0.9, f'only housekeeping ({", ".join(sorted(kinds[k]))}), never asks the other side; '
+                          f'was {d[0]}: {d[2]}', 'corrected')
 
-def _correct(decided: dict, feats: dict, tr: Transcript):
-    "Apply the call's structure: two parties are one of each; someone answers; someone asks; a witness may add to an answer."
+def _quiet_sides(tr: Transcript, decided: dict, feats: dict, intros: dict):
+    "Decide each quiet participant (1-3 turns) by whom they address or follow, and how they are introduced."
+    if sum(d[0] != 'other' for d in decided.values()) < 3: return  # two parties: the structure decides
+    most = max(f['turns'] for f in feats.values())
+    quiet = {k for k, d in decided.items() if d[3] == 'auto' and d[1] < 0.95 and d[0] != 'other'
+             and feats[k]['turns'] <= min(3, most / 2)}
+    votes = _placement_votes(tr, quiet, {k: d[0] for k, d in decided.items()})
+    for k in quiet:
+        side, phrase = _intro_side(k, intros)
+        titled = any(titled_label(l) for l in feats[k]['labels'])
+        z = 0.25 * max(-4.0, min(4.0, feats[k]['logit'])) - 1.5 * titled + 2.5 * side + sum(v for v, _ in votes[k])
+        reasons = [w for _, w in votes[k]] + ([f'introduced as {"interviewer" if side > 0 else "expert"} ("{phrase}")'] if side else []) \
+                  + (['a job title in the label'] if titled else [])
+        if abs(z) < 0.5 or not reasons: continue
+        role = 'interviewer' if z > 0 else 'expert'
+        conf = round(min(0.95, 0.5 + 0.45 * (1 - math.exp(-abs(z) / 1.5))), 3)
+        decided[k] = (role, conf, f'quiet participant ({feats[k]["turns"]} turns): ' + '; '.join(reasons),
+                      'corrected' if role != decided[k][0] else 'auto')
+
+# %% ../nbs/02_roles.ipynb #5668d7bf
+def _correct(decided: dict, feats: dict):
+    "Apply the call's structure: two parties are one of each; someone answers; someone asks."
     sides = [k for k, d in decided.items() if d[0] != 'other']
     if not sides: return
-    if len(sides) > 2:  # in a panel, one who only ever speaks right after an expert's answer, asking nothing, adds to it
-        for k in sides:
-            if decided[k][0] == 'interviewer' and decided[k][1] < 0.97 and _continues_answers(tr, k, decided):
-                decided[k] = ('expert', round(0.5 + abs(decided[k][1] - 0.5) / 2, 3),
-                              "corrected: only adds to experts' answers; " + decided[k][2], 'corrected')
-    logit = {k: interviewer_logit(feats[k]) for k in sides}
+    logit = {k: feats[k]['logit'] for k in sides}
     for role, pick in (('expert', min), ('interviewer', max)):
         if len(sides) >= 2 and not any(decided[k][0] == role for k in sides):
             k = pick(sides, key=logit.get)
@@ -147,21 +289,20 @@ def _correct(decided: dict, feats: dict, tr: Transcript):
                                'corrected: a two-party call has one of each; ' + decided[weaker][2], 'corrected')
 
 def assign_roles(tr: Transcript, threshold: float = 0.7, overrides: dict | None = None) -> Transcript:
-    "Set `tr.speakers`: a role, confidence, evidence and review flag for every speaker label."
+    "Set `tr.speakers`: a role, confidence, evidence and review flag for every speaker label (one pass over the turns)."
     if not tr.ok: return tr
-    feats = person_features(tr)
-    decided = {k: _decide(k, f, tr.metadata) + ('auto',) for k, f in feats.items()}
-    _correct(decided, feats, tr)
-    overrides = overrides or {}
-    speakers = []
-    for k, f in feats.items():
-        role, conf, why, source = decided[k]
-        for label in sorted(f['labels'], key=lambda l: next(t.index for t in tr.turns if t.speaker == l)):
-            o = overrides.get(label) or overrides.get(k)
-            turns = [t for t in tr.turns if t.speaker == label]
-            words = sum(len(tr.turn_text(t).split()) for t in turns)
-            if o: speakers.append(Speaker(label, o, 1.0, len(turns), words, False, 'override', 'set by the analyst'))
-            else: speakers.append(Speaker(label, role, conf, len(turns), words, conf < threshold, source, why))
-    first = {t.speaker: t.index for t in reversed(tr.turns)}
-    tr.speakers = sorted(speakers, key=lambda s: first[s.name])
+    feats, intros = person_features(tr), introductions(tr)
+    for f in feats.values(): f['logit'] = interviewer_logit(f)
+    decided = {k: _decide(k, f, tr.metadata, intros) + ('auto',) for k, f in feats.items()}
+    _housekeepers(tr, decided)
+    _quiet_sides(tr, decided, feats, intros)
+    _correct(decided, feats)
+    overrides, speakers = overrides or {}, []
+    stats = {label: st for f in feats.values() for label, st in f['label_stats'].items()}
+    for label, (first, n, words) in sorted(stats.items(), key=lambda kv: kv[1][0]):
+        role, conf, why, source = decided[person_key(label)]
+        o = overrides.get(label) or overrides.get(person_key(label))
+        if o: speakers.append(Speaker(label, o, 1.0, n, words, False, 'override', 'set by the analyst'))
+        else: speakers.append(Speaker(label, role, conf, n, words, conf < threshold, source, why))
+    tr.speakers = speakers
     return tr

@@ -8,7 +8,7 @@ BIN = pathlib.Path(sys.executable).parent
 
 def flexxray(*args, env=None, cwd=None, check=True):
     "Run the real `flexxray` console script; returns the completed process."
-    res = subprocess.run([str(BIN / 'flexxray'), *map(str, args)], capture_output=True, text=True, timeout=600,
+    res = subprocess.run([str(BIN / 'flexxray'), *map(str, args)], capture_output=True, text=True, timeout=300,
                          env={**os.environ, **(env or {})}, cwd=cwd)
     if check and res.returncode != 0: raise AssertionError(f'flexxray {args} exited {res.returncode}: {res.stderr[-2000:]}')
     return res

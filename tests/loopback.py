@@ -403,8 +403,9 @@ class ManualClock:
 #
 # | kind | what the client sees | options |
 # |---|---|---|
-# | `429` | `RateLimitError`, `retry-after` (over 120 s: the SDK will not retry) | `retry_after=1`, `retry_after_ms`, `code` (`insufficient_quota`) |
-# | `500`, `503` | `InternalServerError` | `retry_after` |
+# | `429` | `RateLimitError`, `retry-after` (over 120 s: the SDK will not retry) | `retry_after=1`, `retry_after_ms`, `code` (`insufficient_quota`), `echo_key` |
+# | `500`, `503` | `InternalServerError` | `retry_after`, `echo_key` (the message ends with the key sent, whole) |
+# | `401`, `403` | `AuthenticationError`, `PermissionDeniedError`; the message echoes the key sent, masked as OpenAI does or whole as some gateways do | `echo='masked'` or `'whole'` |
 # | `slow` | no answer before its timeout: `APITimeoutError` | `delay=2.0` |
 # | `drop` | connection closed, no response: `APIConnectionError` | |
 # | `malformed` | 200 whose body is not JSON: `json.JSONDecodeError` (as `text/html`, the client returns the text) | `body`, `content_type='application/json'` |
@@ -414,7 +415,8 @@ class ManualClock:
 # | `invalid_json_content` | content that is JSON but not for the schema; `parse()` raises pydantic's `ValidationError` | `content` |
 # | `token_limit_exceeded` | the batch is created, then `failed` with code `token_limit_exceeded` | `limit` |
 # | `expired_partial` | the batch `expired` with part of its lines done, the rest in the error file | `done=0.5` |
-FAULTS = {**{k: (None, '/chat/completions') for k in ('429', '500', '503', 'slow', 'drop', 'malformed', 'truncated',
+ERROR_FAULTS = ('401', '403', '429', '500', '503')  # answered with an error body instead of the endpoint's reply
+FAULTS = {**{k: (None, '/chat/completions') for k in (*ERROR_FAULTS, 'slow', 'drop', 'malformed', 'truncated',
                                                       'length', 'refusal', 'invalid_json_content')},
           'token_limit_exceeded': ('POST', '/batches'), 'expired_partial': ('POST', '/batches')}
 
@@ -774,7 +776,7 @@ class BatchAPI:
         answer = self.complete if endpoint == '/v1/chat/completions' else self.embeddings
         for row in rows:
             fault = self.faults.take('POST', endpoint, custom_id=row['custom_id'])
-            try: reply = self.fault_reply(fault) if fault and fault.kind in ('429', '500', '503') else answer(row['body'], fault, limited=False)
+            try: reply = self.fault_reply(fault) if fault and fault.kind in ERROR_FAULTS else answer(row['body'], fault, limited=False)
             except ApiError as e: reply = e.reply
             job.lines.append({'id': self.new_id('batch_req_', 32), 'custom_id': row['custom_id'], 'error': None,
                               'response': {'status_code': reply.status, 'request_id': self.new_id('req_', 32), 'body': reply.body}})
@@ -849,6 +851,15 @@ class BatchAPI:
 # and sends the reply with OpenAI's headers (`x-request-id`, `openai-processing-ms`, `x-ratelimit-*`). Transport faults
 # happen here: `drop` closes the connection unanswered, `slow` sleeps before answering, `malformed` and `truncated`
 # spoil the body of an otherwise normal answer.
+def presented_key(headers: dict) -> str:
+    "The credential a request presented: its bearer token, or what its `Authorization` header holds."
+    auth = headers.get('authorization') or headers.get('api-key') or ''
+    return auth.split(' ', 1)[1] if ' ' in auth else auth
+
+def mask_key(key: str) -> str:
+    "A key as OpenAI's error messages show it: the first eight and last four characters, stars between."
+    return key[:8] + '*' * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else '*' * len(key)
+
 class LoopbackServer(ChatAPI, FileAPI, BatchAPI):
     "An OpenAI-compatible API on 127.0.0.1 answering from the prompt, with rate limits, prompt caching and faults."
     def __init__(self, latency: float = 0.0, rpm: int | None = None, tpm: int | None = None, clock=None,
@@ -907,9 +918,15 @@ class LoopbackServer(ChatAPI, FileAPI, BatchAPI):
             if method == req.method and (m := pattern.fullmatch(req.path.rstrip('/'))): return getattr(self, name)(req, **m.groupdict())
         raise ApiError(404, f'Invalid URL ({req.method} {req.path})')
 
-    def fault_reply(self, fault: Fault) -> ApiReply:
-        "The error reply for a `429`, `500` or `503` fault."
+    def fault_reply(self, fault: Fault, req: ApiRequest | None = None) -> ApiReply:
+        "The error reply for a `401`, `403`, `429`, `500` or `503` fault; `req` gives the key it may echo."
         o, quota = fault.opts, fault.opts.get('code') == 'insufficient_quota'
+        key = presented_key(req.headers) if req else ''
+        if fault.kind in ('401', '403'):
+            shown = key if o.get('echo') == 'whole' else mask_key(key)
+            msg = (f'Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys.'
+                   if fault.kind == '401' else f'The API key {shown} is not allowed to use this model.')
+            return ApiError(int(fault.kind), msg, 'invalid_request_error', code='invalid_api_key').reply
         if fault.kind == '429':
             retry_after = o.get('retry_after', None if quota else 1)
             msg = ('You exceeded your current quota, please check your plan and billing details.' if quota
@@ -919,6 +936,7 @@ class LoopbackServer(ChatAPI, FileAPI, BatchAPI):
             retry_after = o.get('retry_after')
             reply = ApiError(int(fault.kind), 'The server had an error while processing your request. Sorry about that!'
                              if fault.kind == '500' else 'The engine is currently overloaded, please try again later.', 'server_error').reply
+        if o.get('echo_key'): reply.body['error']['message'] += f' (request made with the key {key})'
         if retry_after is not None: reply.headers['retry-after'] = str(retry_after)
         if 'retry_after_ms' in o: reply.headers['retry-after-ms'] = str(o['retry_after_ms'])
         return reply
@@ -945,7 +963,7 @@ class LoopbackServer(ChatAPI, FileAPI, BatchAPI):
         entry['fault'] = kind
         if kind == 'drop': h.close_connection = True; return
         if kind == 'slow': self._stopping.wait(opts.get('delay', 2.0))
-        try: reply = self.fault_reply(req.fault) if kind in ('429', '500', '503') else self.route(req)
+        try: reply = self.fault_reply(req.fault, req) if kind in ERROR_FAULTS else self.route(req)
         except ApiError as e: reply = e.reply
         except Exception as e:  # a bug here: answer 500 with its description rather than hang the client
             traceback.print_exc()

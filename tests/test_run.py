@@ -17,10 +17,13 @@ def test_two_companies_side_by_side(tmp_path):
         res = json.loads((d / 'results.json').read_text())
         assert res['company'] == name and res['metrics']['succeeded'] == res['metrics']['transcripts'] > 8
     acme = json.loads((tmp_path / 'out' / 'Acme Labs' / 'results.json').read_text())
-    assert acme['questions'][0]['question'] == "What evidence shows Acme Labs's market leadership and competitive advantage?"
+    assert acme['questions'][0]['question'] == "What is Acme Labs's market position, and what evidence shows it?"
 
 def test_workbook_sheets_hold_their_quotes(tmp_path):
-    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', env={'CACHE_DIR': str(tmp_path / 'cache')})
+    flexxray('run', '--company', 'FlexXray', '--out', tmp_path, '--max-quotes', '4', '--executor', 'process', '--workers', '3',
+             env={'CACHE_DIR': str(tmp_path / 'cache')})
+    perf = json.loads((tmp_path / 'FlexXray' / 'results.json').read_text())['metrics']['performance']
+    assert (perf['executor'], perf['workers'], perf['processed']) == ('process', 3, 11)  # the options reach the run
     wb = load_workbook(tmp_path / 'FlexXray' / 'analysis.xlsx')
     assert wb.sheetnames[:3] == ['Key Takeaways', 'Strengths & Weaknesses', 'Quotes Summary']
     assert {'Transcripts', 'Speakers', 'Grid', 'Costs', 'Errors', 'Run settings'} <= set(wb.sheetnames)
@@ -30,7 +33,7 @@ def test_workbook_sheets_hold_their_quotes(tmp_path):
     assert sum(bool(q) for q in quotes) >= 3 * 2  # three questions, quotes for each
     assert kt.freeze_panes == 'A2' and kt.auto_filter.ref
     settings = {r[0]: r[1] for r in wb['Run settings'].iter_rows(min_row=2, values_only=True)}
-    assert settings['max_quotes'] == '4' and not any('api_key' in k for k in settings)
+    assert settings['max_quotes'] == '4' and settings['executor'] == 'process' and not any('api_key' in k for k in settings)
 
 def test_documented_papermill_command(tmp_path):
     out = tmp_path / 'out.ipynb'
@@ -50,3 +53,39 @@ def test_shared_contract_checker(tmp_path):
                           str(tmp_path / 'FlexXray' / 'results.json')], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count('ok ') == 3
+
+def test_an_unavailable_endpoint_is_reported_everywhere(tmp_path, monkeypatch, capsys):
+    "A dead endpoint: the run completes offline (exit 0) and the summary line, the report's first screen, run.log and\nresults.json say the LLM was unavailable; the caller's environment is as it was (the kernel gets its own)."
+    import socket
+    from flexxray_nb.cli import main
+    with socket.socket() as so: so.bind(('127.0.0.1', 0)); port = so.getsockname()[1]   # nothing listens there
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-test'); monkeypatch.setenv('MAX_RETRIES', '1')
+    monkeypatch.setenv('CACHE_DIR', str(tmp_path / 'cache'))
+    before = dict(os.environ)
+    code = main(['run', '--company', 'FlexXray', '--backend', 'openai', '--base-url', f'http://127.0.0.1:{port}/v1', '--out', str(tmp_path)])
+    assert code == 0 and dict(os.environ) == before
+    res = json.loads((tmp_path / 'FlexXray' / 'results.json').read_text())
+    m = res['metrics']
+    assert (m['llm_status'], m['api_calls']) == ('unavailable', 0) and m['api_attempts'] >= 2
+    line = f"LLM unavailable after {m['api_attempts']} attempts: answers are local"
+    assert m['llm_message'].startswith(line)
+    assert line in capsys.readouterr().out
+    assert line in (tmp_path / 'FlexXray' / 'run.log').read_text()
+    page = (tmp_path / 'FlexXray' / 'report.html').read_text()
+    assert f'<p class="flag">{line}' in page and page.index(line) < page.index('<h3>')   # on the first screen
+    assert sum(q['evidence'] == 'found' for q in res['questions']) >= 5                      # answered offline
+
+def test_report_stays_bounded_as_calls_grow(tmp_path):
+    "Past 25 calls, the HTML report shows the grid of the 25 the answers quote most; the workbook and results.json, all."
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from make_corpus import make_corpus
+    make_corpus(40, tmp_path / 'calls', seed=9, words=900)
+    flexxray('run', '--company', 'FlexXray', '--transcripts', tmp_path / 'calls', '--out', tmp_path / 'out',
+             env={'CACHE_DIR': str(tmp_path / 'cache')})
+    d = tmp_path / 'out' / 'FlexXray'
+    html, nb = (d / 'report.html').read_text(encoding='utf-8'), (d / 'report.ipynb').read_text(encoding='utf-8')
+    for page in (html, nb):
+        assert page.count('<details>') == 25 and 'The 25 calls the answers quote most, of 40' in page
+    assert len(json.loads((d / 'results.json').read_text())['grid']) == 40
+    assert load_workbook(d / 'analysis.xlsx')['Grid'].max_row == 41
+    assert 'plotly.js v' not in html and 'DecompressionStream' in html  # plotly.js travels gzipped

@@ -1,5 +1,5 @@
 "Settings layering, and every environment variable the guide names is actually read, end to end."
-import json
+import json, time
 from flexxray_nb.core import load_settings, Settings
 from conftest import ROOT, flexxray
 
@@ -35,3 +35,13 @@ def test_max_quotes_and_threshold_reach_the_report_kernel(tmp_path):
     speakers = [s for t in res['transcripts'] for s in t['speakers']]
     assert speakers and all(s['needs_review'] == (s['confidence'] < 0.999) for s in speakers)
     assert any(s['needs_review'] for s in speakers)
+
+def test_bad_setting_is_a_clear_error_never_a_loop(tmp_path):
+    "batch_size=0 once looped forever; now every way of giving it stops at once with an error naming it, writing nothing."
+    for args, env, name in [(['--batch-size', '0'], {}, 'batch_size'), ([], {'BATCH_SIZE': '0'}, 'batch_size'),
+                            (['--workers', '0'], {}, 'workers'), ([], {'FLEXXRAY_EXECUTOR': 'threads'}, 'executor')]:
+        t0 = time.perf_counter()
+        res = flexxray('run', '--company', 'FlexXray', '--out', tmp_path / 'out', *args, env=env, check=False)
+        assert res.returncode == 2 and res.stderr.startswith('flexxray: ') and name in res.stderr, (args, res.stderr)
+        assert time.perf_counter() - t0 < 60 and 'Traceback' not in res.stderr
+    assert not (tmp_path / 'out').exists()
