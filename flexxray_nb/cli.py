@@ -159,7 +159,8 @@ def voila_command(port: int, out_dir='reports') -> tuple[list[str], dict]:
     env = {**os.environ, 'JUPYTER_PATH': os.pathsep.join([str(pkg), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep),
            'FLEXXRAY_PANEL_OUT': str(pathlib.Path(out_dir).resolve())}  # Voila's kernel runs in the notebook's folder
     cmd = [sys.executable, '-m', 'voila', str(template_path().with_name('panel.ipynb')), '--no-browser', f'--port={port}',
-           '--Voila.ip=127.0.0.1', '--template=flexxray', '--MappingKernelManager.cull_idle_timeout=3600']
+           '--Voila.ip=127.0.0.1', '--template=flexxray', '--MappingKernelManager.cull_idle_timeout=3600',
+           '--VoilaExecutor.timeout=30']  # a missed wake-up costs at most this (above)
     return cmd, env
 
 def cmd_panel(args, settings) -> int:

@@ -198,12 +198,13 @@ ASK_STYLE = '''<style>
 
 def quote_html(r: dict, marks=()) -> str:
     "One ranked quote with the question that prompted it and the turns around it; every transcript string escaped."
-    turn = lambda t: f'<p class="turn"><b>{esc(t["speaker"])}</b>: {esc(t["text"])}</p>'
+    marks = set(marks)  # highlighted in the context too: a quote can rank by the question that prompted it
+    turn = lambda t: f'<p class="turn"><b>{esc(t["speaker"])}</b>: {highlight(t["text"], marks)}</p>'
     tail = ' '.join(r['asked'].split())[-60:]
-    asked = f'<p class="turn">Asked: “{esc(clip(r["asked"]))}”</p>' if tail and not any(tail in t['text'] for t in r['before']) else ''
+    asked = f'<p class="turn">Asked: “{highlight(clip(r["asked"]), marks)}”</p>' if tail and not any(tail in t['text'] for t in r['before']) else ''
     return (f'<div class="ask"><p class="src">[{r["rank"]}] <b>{esc(r["expert"])}</b> · {esc(r["call"])} · {esc(r["role"])} · '
             f'score {r["score"]:.2f}</p>{asked}' + ''.join(map(turn, r['before'])) +
-            f'<p class="said">{esc(r["lead"])} <span class="q">“{highlight(r["text"], set(marks))}”</span> {esc(r["tail"])}</p>'
+            f'<p class="said">{esc(r["lead"])} <span class="q">“{highlight(r["text"], marks)}”</span> {esc(r["tail"])}</p>'
             + ''.join(map(turn, r['after'])) + '</div>')
 
 def _n(k: int, noun: str) -> str: return f'{k} {noun}{"s" * (k != 1)}'

@@ -175,7 +175,7 @@ def shown_quotes(page) -> list[dict]:
     "The Ask box's results as the page shows them: speaker, the quote, and the turns around it."
     return page.evaluate("""() => [...document.querySelectorAll('.fx .ask')].map(d => ({
         expert: d.querySelector('p.src b').textContent, quote: d.querySelector('.q').textContent,
-        marks: d.querySelectorAll('.q mark').length, turns: [...d.querySelectorAll('p.turn')].map(p => p.textContent)}))""")
+        marks: d.querySelectorAll('mark').length, turns: [...d.querySelectorAll('p.turn')].map(p => p.textContent)}))""")
 
 def sent(s, state: dict, page):
     "Wait until the page has sent this widget state to the kernel."
@@ -217,8 +217,8 @@ def asked(run):
 def test_ask_shows_ranked_quotes_in_context(asked):
     assert 'the 11 calls discuss' in asked.verdict, asked.verdict
     assert len(asked.all) >= 3 and len({q['expert'] for q in asked.all}) >= 2
-    assert all(q['turns'] for q in asked.all)              # each with the turns around it
-    assert all(q['marks'] for q in asked.all)              # the question's words highlighted
+    assert all(q['turns'] for q in asked.all), asked.all  # each with the turns around it
+    assert all(q['marks'] for q in asked.all), asked.all  # the question's words highlighted, in the quote or what prompted it
 
 def test_expert_filter_narrows_the_quotes(asked):
     assert {q['expert'] for q in asked.filtered} == {EXPERT}
