@@ -28,9 +28,9 @@ def digest(tr, *args, real=batch.digest, **kw):
     if tr.ok and 'kills-its-worker' in tr.file: os._exit(1)
     if tr.ok: log(f'digest\\t{tr.file}')
     return real(tr, *args, **kw)
-def read_transcript(path, file=None, data=None, real=quotes.read_transcript):
+def read_transcript(path, file=None, settings=None, data=None, real=quotes.read_transcript):
     if data is None: log(f'read\\t{path}')
-    return real(path, file, data)
+    return real(path, file, settings, data)
 if not hasattr(batch, 'worklog'):  # Dask may run a preload twice
     batch.worklog, batch.digest, quotes.read_transcript = True, digest, read_transcript
 '''
