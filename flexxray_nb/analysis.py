@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses, heapq, pathlib, re
 from dataclasses import dataclass, field, replace
 import pandas as pd
+from fastcore.basics import patch
 from .core import *
 from .companies import Question, Company
 from .quotes import extract_quotes, sentence_spans, load_corpus, lead_sentences
@@ -162,21 +163,6 @@ class Pools:
     seen: int = 0
     everything: list | None = None   # passages in memory (ad-hoc questions): every question's pool is all of them
 
-    def add(self, d: dict) -> bool:
-        "Take in one call's digest; whether the call was read."
-        tr = summary_transcript(d); self.transcripts.append(tr)
-        if not tr.ok: return False
-        self.stats += CorpusStats.from_dict(d['stats'])
-        self.names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
-        expert = tr.metadata.get('expert_name') or next(iter(d['names'].values()), '')  # no header: the expert's label
-        self.rows.append(dict(file=tr.file, expert=expert, **d['grid']))
-        for qid, cands in d['candidates'].items():
-            heap = self.pools.setdefault(qid, [])
-            for c in cands:
-                heapq.heappush(heap, (c['score'], self.seen, c)); self.seen += 1
-                if len(heap) > self.size: heapq.heappop(heap)
-        return True
-
     def pool(self, qid: str) -> list[Quote]:
         "A question's candidates, strongest first."
         if self.everything is not None: return self.everything
@@ -189,6 +175,23 @@ class Pools:
         "The grid, one row per call read."
         cols = ['file', 'expert'] + [g.id for g in self.company.grid]
         return pd.DataFrame(self.rows, columns=cols).apply(lambda c: c.map(lambda v: v if v == v else no_cell()))
+
+# %% ../nbs/09_analysis.ipynb #c3a09423
+@patch
+def add(self: Pools, d: dict) -> bool:
+    "Take in one call's digest; whether the call was read."
+    tr = summary_transcript(d); self.transcripts.append(tr)
+    if not tr.ok: return False
+    self.stats += CorpusStats.from_dict(d['stats'])
+    self.names.update({(tr.file, sp): disp for sp, disp in d['names'].items()})
+    expert = tr.metadata.get('expert_name') or next(iter(d['names'].values()), '')  # no header: the expert's label
+    self.rows.append(dict(file=tr.file, expert=expert, **d['grid']))
+    for qid, cands in d['candidates'].items():
+        heap = self.pools.setdefault(qid, [])
+        for c in cands:
+            heapq.heappush(heap, (c['score'], self.seen, c)); self.seen += 1
+            if len(heap) > self.size: heapq.heappop(heap)
+    return True
 
 # %% ../nbs/09_analysis.ipynb #b9d47cc2
 def answer_question(q, acc: Pools, s: Settings, ranked=None) -> tuple[dict, list[Quote], dict]:

@@ -273,22 +273,30 @@ class Run:
             from flexxray_nb.llm import LLM
             self.llm = LLM(settings)
         if self.llm is not None: self.llm.start_run()  # this run's status, budget and ledger rows: the client may have served others
-    def __enter__(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.log, self.t0 = run_logger(self.out / 'run.log'), time.perf_counter()
-        self.log.info('run %s: %d files, batch size %d, executor %s (%d workers)', self.company.name, len(self.files),
-                      self.size, self.kind, self.workers)
-        if self.monitor: self.monitor.__enter__()
-        return self
-    def __exit__(self, *exc):
-        if self.monitor and self.monitor._thread.is_alive(): self.monitor.__exit__()
-        for h in list(self.log.handlers): h.close(); self.log.removeHandler(h)
-    def executor(self) -> Executor:
-        "The run's executor; the monitor watches its workers while it runs."
-        self.ex = Executor(self.kind, self.workers, Work(self.company, self.settings, self.overrides), self.settings.scheduler)
-        if self.monitor: self.monitor.probe = self.ex.worker_stats
-        return self.ex
 
+# %% ../nbs/10_batch.ipynb #6d1df686
+@patch
+def __enter__(self: Run):
+    self.out.mkdir(parents=True, exist_ok=True)
+    self.log, self.t0 = run_logger(self.out / 'run.log'), time.perf_counter()
+    self.log.info('run %s: %d files, batch size %d, executor %s (%d workers)', self.company.name, len(self.files),
+                  self.size, self.kind, self.workers)
+    if self.monitor: self.monitor.__enter__()
+    return self
+
+@patch
+def __exit__(self: Run, *exc):
+    if self.monitor and self.monitor._thread.is_alive(): self.monitor.__exit__()
+    for h in list(self.log.handlers): h.close(); self.log.removeHandler(h)
+
+@patch
+def executor(self: Run) -> Executor:
+    "The run's executor; the monitor watches its workers while it runs."
+    self.ex = Executor(self.kind, self.workers, Work(self.company, self.settings, self.overrides), self.settings.scheduler)
+    if self.monitor: self.monitor.probe = self.ex.worker_stats
+    return self.ex
+
+# %% ../nbs/10_batch.ipynb #cd86a8bf
 class RedactingFormatter(logging.Formatter):
     "Log lines without credentials (an endpoint's error may echo a key) and on one line (file names may hold newlines)."
     def format(self, record): return printable(redact(super().format(record)))

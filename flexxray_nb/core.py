@@ -42,6 +42,15 @@ def _parse_price(v) -> Price:
     v = _price_fields(v)
     return v if isinstance(v, Price) else Price(**v)
 
+def _price_table(v):
+    "A price table's entries as price fields, a bad entry's error naming it (anything but a mapping as is)."
+    if not isinstance(v, dict): return v
+    out = {}
+    for k, p in v.items():
+        try: out[k] = _price_fields(p)
+        except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
+    return out
+
 # %% ../nbs/00_core.ipynb #adef2077
 DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.0), 'gpt-4.1': (2.00, 0.50, 8.00),
                   'gpt-4.1-mini': (0.40, 0.10, 1.60), 'gpt-4.1-nano': (0.10, 0.025, 0.40),
@@ -81,13 +90,7 @@ class Settings(BaseModel):
 
     @field_validator('prices', mode='before')
     @classmethod
-    def _prices(cls, v):
-        if not isinstance(v, dict): return v
-        out = {}
-        for k, p in v.items():
-            try: out[k] = _price_fields(p)
-            except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
-        return out
+    def _prices(cls, v): return _price_table(v)
 
     @field_validator('base_url', 'max_cost_usd', 'workers', 'scheduler', mode='before')
     @classmethod
@@ -178,6 +181,7 @@ class Speaker:
     source: str = 'auto'  # auto | corrected | override
     evidence: str = ''
 
+# %% ../nbs/00_core.ipynb #750c7ca9
 @dataclass
 class Quote:
     "A verbatim, quotable span of one expert turn, with the question it answered."
@@ -193,6 +197,7 @@ class Quote:
     context: str = ''
     score: float = 0.0
 
+# %% ../nbs/00_core.ipynb #ceb43c1b
 @dataclass
 class Transcript:
     "A parsed transcript: its text, turns, speakers and metadata, or the one-line reason it could not be read."

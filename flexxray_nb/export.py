@@ -121,6 +121,7 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
                              start=x['start'] if x else None, end=x['end'] if x else None))
     return pd.DataFrame(rows)
 
+# %% ../nbs/11_export.ipynb #5e2e5d0e
 def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: pd.DataFrame | None = None,
                    errors: pd.DataFrame | None = None, timeline: pd.DataFrame | None = None) -> pathlib.Path:
     "Write the analysis workbook to `path`."

@@ -191,6 +191,7 @@ def refined(llm, res, shown: list[Quote], rest: list[Quote]) -> tuple[list[Quote
         if kq.stance in ('supports', 'contradicts', 'mixed'): stances[(x.file, x.speaker)] = kq.stance
     return head + rest, stances
 
+# %% ../nbs/08_hybrid.ipynb #47bab42a
 def llm_answers(llm, company: Company, acc, s: Settings) -> dict:
     "Per question id: (evidence, the strong tier's (answer, citations) or None, stances); what is missing stays offline."
     from flexxray_nb.llm import BudgetExceeded, LLMError

@@ -661,6 +661,7 @@ async def _file_lines(self: LLM, file_id) -> list[dict]:
     body = await self.client.files.content(file_id)
     return [json.loads(l) for l in body.text.splitlines() if l.strip()]
 
+# %% ../nbs/07_llm.ipynb #9a35dffe
 @patch
 def _api_batch_line(self: LLM, r: LLMRequest, body: dict, latency: float):
     "Record one finished line, validate and cache its answer; returns the answer, or None if it was refused or invalid."

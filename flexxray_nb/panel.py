@@ -8,6 +8,7 @@ the run's calls and a role review that re-runs only what an override changes."""
 from __future__ import annotations
 import pathlib
 import ipywidgets as W
+from fastcore.basics import patch
 from IPython.display import display, HTML
 from .core import *
 from .companies import list_companies, load_company, company_settings
@@ -51,38 +52,12 @@ def preflight_text(p: dict, s: Settings) -> str:
 class ControlPanel:
     "The widgets, their handlers and the last run's results."
     def __init__(self, company: str = 'FlexXray', out_dir='reports', transcripts=None):
-        names = sorted(list_companies())
-        s = company_settings(company)
         self.out_dir, self.run_result, self.errors, self.overrides = out_dir, None, [], {}
-        style = dict(description_width='170px'); lay = W.Layout(width='560px')
-        self.company = W.Dropdown(options=names, value=load_company(company).name, description='Company', style=style, layout=lay)
-        self.folder = W.Text(str(transcripts or load_company(company).transcript_dir()), description='Transcripts folder', style=style, layout=W.Layout(width='820px'))
-        self.backend = W.ToggleButtons(options=['local', 'openai'], value=s.backend, description='Backend', style=style)
-        self.base_url = W.Text(s.base_url or '', description='Base URL', placeholder='empty = api.openai.com', style=style, layout=lay)
-        self.model = W.Text(s.model_cheap, description='Model (first pass)', style=style, layout=lay)
-        self.batch_size = W.IntSlider(s.batch_size, min=1, max=100, description='Batch size', style=style, layout=lay)
-        self.max_quotes = W.IntSlider(s.max_quotes, min=1, max=200, description='Max quotes', style=style, layout=lay)
-        self.threshold = W.FloatSlider(s.confidence_threshold, min=0, max=1, step=0.05, description='Confidence threshold', style=style, layout=lay)
-        self.budget = W.FloatText(s.max_cost_usd or 0.0, description='Budget $ (0: none)', style=style, layout=lay)
-        self.executor = W.Dropdown(options=['auto', 'local', 'process', 'dask'], value=s.executor, description='Executor', style=style)
-        self.preflight = W.HTML()
-        self.run_button = W.Button(description='Run', button_style='primary', icon='play')
-        self.progress = W.IntProgress(value=0, min=0, max=1, description='Transcripts', style=style, layout=lay)
-        self.status, self.bars = W.HTML(), W.Output()
-        self.cost_chart, self.progress_chart = W.Output(), W.Output()
-        self.results = W.Output()
-        self.review = W.VBox()
-        self.ask_box = AskBox(self.errors)  # any question over the last run's calls
-        for w in (self.company, self.folder, self.backend, self.base_url, self.model, self.batch_size, self.max_quotes,
-                  self.threshold, self.budget, self.executor):
-            w.observe(self._guard(self.update_preflight), names='value')
-        self.company.observe(self._guard(self._company_changed), names='value')
-        self.run_button.on_click(self._guard(lambda _: self.run()))
+        self._settings_widgets(company, transcripts)
+        self._run_widgets()
+        self._wire()
         self.update_preflight()
-        self.widget = W.VBox([self.company, self.folder, self.backend, self.base_url,
-                              self.model, self.batch_size, self.max_quotes, self.threshold, self.budget, self.executor, self.preflight,
-                              W.HBox([self.run_button, self.progress]), self.bars, self.status,
-                              W.HBox([self.progress_chart, self.cost_chart]), self.results, self.ask_box.widget, self.review])
+        self.widget = self._layout()
         self._draw(self.progress_chart, charts.throughput_chart(None))
         self._draw(self.cost_chart, charts.cost_chart(None))
 
@@ -90,77 +65,139 @@ class ControlPanel:
         "Wrap a handler: an exception is shown in the panel and kept in `errors`, never only logged."
         return guarded(fn, self.errors, self.status)
 
-    def settings(self) -> Settings:
-        "The run's settings: the widget values over settings.ini, the company config and the environment."
-        return company_settings(self.company.value, backend=self.backend.value, base_url=self.base_url.value or None,
-                                model_cheap=self.model.value, batch_size=self.batch_size.value, max_quotes=self.max_quotes.value,
-                                confidence_threshold=self.threshold.value, max_cost_usd=self.budget.value or None,
-                                executor=self.executor.value)
+# %% ../nbs/15_panel.ipynb #e65473a8
+@patch
+def _settings_widgets(self: ControlPanel, company: str, transcripts):
+    "The widgets that set a run, starting from the company's layered settings."
+    names = sorted(list_companies())
+    s = company_settings(company)
+    style = dict(description_width='170px'); lay = W.Layout(width='560px')
+    self.company = W.Dropdown(options=names, value=load_company(company).name, description='Company', style=style, layout=lay)
+    self.folder = W.Text(str(transcripts or load_company(company).transcript_dir()), description='Transcripts folder', style=style, layout=W.Layout(width='820px'))
+    self.backend = W.ToggleButtons(options=['local', 'openai'], value=s.backend, description='Backend', style=style)
+    self.base_url = W.Text(s.base_url or '', description='Base URL', placeholder='empty = api.openai.com', style=style, layout=lay)
+    self.model = W.Text(s.model_cheap, description='Model (first pass)', style=style, layout=lay)
+    self.batch_size = W.IntSlider(s.batch_size, min=1, max=100, description='Batch size', style=style, layout=lay)
+    self.max_quotes = W.IntSlider(s.max_quotes, min=1, max=200, description='Max quotes', style=style, layout=lay)
+    self.threshold = W.FloatSlider(s.confidence_threshold, min=0, max=1, step=0.05, description='Confidence threshold', style=style, layout=lay)
+    self.budget = W.FloatText(s.max_cost_usd or 0.0, description='Budget $ (0: none)', style=style, layout=lay)
+    self.executor = W.Dropdown(options=['auto', 'local', 'process', 'dask'], value=s.executor, description='Executor', style=style)
 
-    def update_preflight(self, *_):
-        "Refresh the preflight line from the current values."
-        s = self.settings()
-        self.preflight.value = f'<i>{esc(preflight_text(preflight(self.company.value, self.folder.value, s), s))}</i>'
+@patch
+def _run_widgets(self: ControlPanel):
+    "The widgets that start a run and show it: preflight, Run, progress, status, charts, results, Ask box, role review."
+    self.preflight = W.HTML()
+    self.run_button = W.Button(description='Run', button_style='primary', icon='play')
+    self.progress = W.IntProgress(value=0, min=0, max=1, description='Transcripts',
+                                  style=dict(description_width='170px'), layout=W.Layout(width='560px'))
+    self.status, self.bars = W.HTML(), W.Output()
+    self.cost_chart, self.progress_chart = W.Output(), W.Output()
+    self.results = W.Output()
+    self.review = W.VBox()
+    self.ask_box = AskBox(self.errors)  # any question over the last run's calls
 
-    def _company_changed(self, change):
-        self.folder.value = str(load_company(change['new']).transcript_dir())
+# %% ../nbs/15_panel.ipynb #3f185c22
+@patch
+def _wire(self: ControlPanel):
+    "Every value refreshes the preflight, a new company brings its folder, Run runs; each handler guarded."
+    for w in (self.company, self.folder, self.backend, self.base_url, self.model, self.batch_size, self.max_quotes,
+              self.threshold, self.budget, self.executor):
+        w.observe(self._guard(self.update_preflight), names='value')
+    self.company.observe(self._guard(self._company_changed), names='value')
+    self.run_button.on_click(self._guard(lambda _: self.run()))
 
-    def _draw(self, out: W.Output, fig):
-        "Redraw a chart in its output area (plain figures: they render wherever the notebook does, Voila included)."
-        fig.update_layout(width=560, height=320)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+@patch
+def _layout(self: ControlPanel) -> W.VBox:
+    "The panel, top to bottom."
+    return W.VBox([self.company, self.folder, self.backend, self.base_url,
+                   self.model, self.batch_size, self.max_quotes, self.threshold, self.budget, self.executor, self.preflight,
+                   W.HBox([self.run_button, self.progress]), self.bars, self.status,
+                   W.HBox([self.progress_chart, self.cost_chart]), self.results, self.ask_box.widget, self.review])
 
-    def _on_batch(self, info):
-        "Progress and the live chart after each batch."
-        self.progress.max, self.progress.value = info['total'], info['done']
-        if info.get('timeline') is not None and len(info['timeline']) > 1:
-            self._draw(self.progress_chart, charts.throughput_chart(info['timeline']))
+# %% ../nbs/15_panel.ipynb #ab98dccb
+@patch
+def settings(self: ControlPanel) -> Settings:
+    "The run's settings: the widget values over settings.ini, the company config and the environment."
+    return company_settings(self.company.value, backend=self.backend.value, base_url=self.base_url.value or None,
+                            model_cheap=self.model.value, batch_size=self.batch_size.value, max_quotes=self.max_quotes.value,
+                            confidence_threshold=self.threshold.value, max_cost_usd=self.budget.value or None,
+                            executor=self.executor.value)
 
-    def run(self) -> BatchResults:
-        "Run the analysis with the panel's values and show the results."
-        self.status.value = 'Running…'; self.run_button.disabled = True
-        self.bars.clear_output()
-        try:
-            with self.bars:  # the run's tqdm.auto bars (transcripts, LLM stages) show here, in the panel
-                self.run_result = r = run_company(self.company.value, self.folder.value, self.out_dir, self.settings(),
-                                                  overrides=self.overrides or None, on_batch=self._on_batch)
-        finally: self.run_button.disabled = False
-        self.progress.value = self.progress.max
-        self._draw(self.progress_chart, charts.throughput_chart(r.timeline))
-        self._draw(self.cost_chart, charts.cost_chart(r.ledger))
-        self.status.value = summary_html(r.results, self.settings())
-        self.results.clear_output()
-        with self.results:
-            display(HTML(answers_html(r.results)))
-            display(HTML(grid_html(r.analysis)))
-        self.ask_box.set_run(r, self.settings())
-        self.review.children = [self._review_table(r)]
-        return r
+@patch
+def update_preflight(self: ControlPanel, *_):
+    "Refresh the preflight line from the current values."
+    s = self.settings()
+    self.preflight.value = f'<i>{esc(preflight_text(preflight(self.company.value, self.folder.value, s), s))}</i>'
 
-    def _review_table(self, r: BatchResults):
-        "Speakers with their role (editable), confidence and review flag; 'Re-run' applies the overrides."
-        rows, self._role_widgets = [W.HTML('<h4>Role review</h4>')], []
-        for t in r.analysis.transcripts:
-            for s in (t.speakers if t.ok else []):
-                dd = W.Dropdown(options=['interviewer', 'expert', 'other'], value=s.role, layout=W.Layout(width='140px'))
-                self._role_widgets.append((t.file, s.name, dd))
-                flag = '⚑ ' if s.needs_review else ''
-                rows.append(W.HBox([W.HTML(f'{flag}{esc(pathlib.Path(t.file).name)[:60]} · <b>{esc(s.name)[:60]}</b> '
-                                           f'({s.confidence:.2f}, {esc(s.source)})', layout=W.Layout(width='700px')), dd]))
-        rerun = W.Button(description='Re-run with these roles', icon='refresh')
-        rerun.on_click(self._guard(lambda _: self.apply_overrides()))
-        return W.VBox(rows + [rerun])
+@patch
+def _company_changed(self: ControlPanel, change):
+    self.folder.value = str(load_company(change['new']).transcript_dir())
 
-    def apply_overrides(self) -> BatchResults:
-        "Keep every role the analyst changed as an override and re-run (only the affected calls are redone)."
-        auto = {(t.file, s.name): s.role for t in self.run_result.analysis.transcripts for s in t.speakers}
-        for file, name, dd in self._role_widgets:
-            if dd.value != auto.get((file, name)) or (file in self.overrides and name in self.overrides[file]):
-                self.overrides.setdefault(file, {})[name] = dd.value
-        return self.run()
+# %% ../nbs/15_panel.ipynb #ab337d6a
+@patch
+def _draw(self: ControlPanel, out: W.Output, fig):
+    "Redraw a chart in its output area (plain figures: they render wherever the notebook does, Voila included)."
+    fig.update_layout(width=560, height=320)
+    with out:
+        out.clear_output(wait=True)
+        display(fig)
 
+@patch
+def _on_batch(self: ControlPanel, info):
+    "Progress and the live chart after each batch."
+    self.progress.max, self.progress.value = info['total'], info['done']
+    if info.get('timeline') is not None and len(info['timeline']) > 1:
+        self._draw(self.progress_chart, charts.throughput_chart(info['timeline']))
+
+# %% ../nbs/15_panel.ipynb #8cc4045c
+@patch
+def run(self: ControlPanel) -> BatchResults:
+    "Run the analysis with the panel's values and show the results."
+    self.status.value = 'Running…'; self.run_button.disabled = True
+    self.bars.clear_output()
+    try:
+        with self.bars:  # the run's tqdm.auto bars (transcripts, LLM stages) show here, in the panel
+            self.run_result = r = run_company(self.company.value, self.folder.value, self.out_dir, self.settings(),
+                                              overrides=self.overrides or None, on_batch=self._on_batch)
+    finally: self.run_button.disabled = False
+    self.progress.value = self.progress.max
+    self._draw(self.progress_chart, charts.throughput_chart(r.timeline))
+    self._draw(self.cost_chart, charts.cost_chart(r.ledger))
+    self.status.value = summary_html(r.results, self.settings())
+    self.results.clear_output()
+    with self.results:
+        display(HTML(answers_html(r.results)))
+        display(HTML(grid_html(r.analysis)))
+    self.ask_box.set_run(r, self.settings())
+    self.review.children = [self._review_table(r)]
+    return r
+
+# %% ../nbs/15_panel.ipynb #6c2a87f5
+@patch
+def _review_table(self: ControlPanel, r: BatchResults):
+    "Speakers with their role (editable), confidence and review flag; 'Re-run' applies the overrides."
+    rows, self._role_widgets = [W.HTML('<h4>Role review</h4>')], []
+    for t in r.analysis.transcripts:
+        for s in (t.speakers if t.ok else []):
+            dd = W.Dropdown(options=['interviewer', 'expert', 'other'], value=s.role, layout=W.Layout(width='140px'))
+            self._role_widgets.append((t.file, s.name, dd))
+            flag = '⚑ ' if s.needs_review else ''
+            rows.append(W.HBox([W.HTML(f'{flag}{esc(pathlib.Path(t.file).name)[:60]} · <b>{esc(s.name)[:60]}</b> '
+                                       f'({s.confidence:.2f}, {esc(s.source)})', layout=W.Layout(width='700px')), dd]))
+    rerun = W.Button(description='Re-run with these roles', icon='refresh')
+    rerun.on_click(self._guard(lambda _: self.apply_overrides()))
+    return W.VBox(rows + [rerun])
+
+@patch
+def apply_overrides(self: ControlPanel) -> BatchResults:
+    "Keep every role the analyst changed as an override and re-run (only the affected calls are redone)."
+    auto = {(t.file, s.name): s.role for t in self.run_result.analysis.transcripts for s in t.speakers}
+    for file, name, dd in self._role_widgets:
+        if dd.value != auto.get((file, name)) or (file in self.overrides and name in self.overrides[file]):
+            self.overrides.setdefault(file, {})[name] = dd.value
+    return self.run()
+
+# %% ../nbs/15_panel.ipynb #144dc467
 def control_panel(company: str = 'FlexXray', out_dir='reports', transcripts=None) -> ControlPanel:
     "Show the control panel in a notebook; returns it (its widgets, settings and last results)."
     panel = ControlPanel(company, out_dir, transcripts)

@@ -39,6 +39,7 @@ def summary_html(res: dict, settings: Settings) -> str:
     return STYLE + f'<div class="fx"><h2>{esc(res["company"])}: expert-call analysis</h2>{llm}' + \
         ''.join(f'<span class="kpi"><b>{esc(k)}</b>: {esc(v)}</span>' for k, v in kpis) + '</div>'
 
+# %% ../nbs/13_report.ipynb #6a43d3c7
 def answers_html(res: dict) -> str:
     "Per question: the answer, its cited quotes (speaker, call, position) and the experts' consensus."
     out = ['<div class="fx">']
@@ -62,6 +63,7 @@ def table_html(df: pd.DataFrame, title: str = '', heading: bool = True) -> str:
     head = (f'<h2>{esc(title)}</h2>' if heading else f'<p>{esc(title)}</p>') if title else ''
     return f'<div class="fx">{head}' + (df.to_html(index=False, escape=True, na_rep='') if len(df) else '<p>None.</p>') + '</div>'
 
+# %% ../nbs/13_report.ipynb #d9f660db
 def _short(path) -> str: return pathlib.Path(str(path)).name
 
 def cell_html(c: dict) -> str:
@@ -93,6 +95,7 @@ def grid_html(a: Analysis, calls: int = 25) -> str:
         out.append('</table></details>')
     return ''.join(out) + '</div>'
 
+# %% ../nbs/13_report.ipynb #39987915
 def speakers_html(a: Analysis, limit: int = 100) -> str:
     "Speakers of the calls (those flagged for review first past `limit`): label, role, confidence, flag, evidence."
     rows = [dict(call=_short(t.file), speaker=s.name, role=s.role, confidence=s.confidence,
@@ -155,6 +158,7 @@ def make_self_contained(page: str) -> str:
     for rx in (_REMOTE_SCRIPT, _REMOTE_LINK, _MATHJAX_CFG, _MERMAID): page = rx.sub('', page)
     return compress_plotly(page)
 
+# %% ../nbs/13_report.ipynb #75822ef1
 def export_html(ipynb, html_path) -> pathlib.Path:
     "Render an executed notebook as a self-contained HTML report, code hidden."
     import nbformat
