@@ -116,6 +116,11 @@ def run(voila):
             page.locator('.widget-output h3', has_text=QUESTION).wait_for(timeout=90_000)
             page.locator('.widget-vbox h4', has_text='Role review').wait_for(timeout=10_000)
             page.wait_for_timeout(500)  # late comm messages: chart updates, progress
+            # a chart is redrawn by clearing its output and showing the new figure: wait for both, final
+            page.wait_for_function("""() => { const t = d => d.querySelector('.gtitle')?.textContent || '';
+                const p = [...document.querySelectorAll('.js-plotly-plot')];
+                return p.some(d => t(d).startsWith('API cost')) && p.some(d => t(d).startsWith('Throughput')
+                    && (d.calcdata || []).length === 2 && d.calcdata.every(c => c.length > 1)) }""", timeout=30_000)
             s.text = page.inner_text('body')
         except pw.Error as e:
             pytest.fail(f'{e}\npage errors: {s.page_errors}\nconsole errors: {s.console_errors}\n'
