@@ -223,7 +223,7 @@ def verdict(wd: Weighed, p: EvidenceParams, calls: int) -> tuple[bool, str]:
     if not len(wd.stretch) or wd.stretch.max() < need:
         return False, (f'the {of} mention {_words(present[:4], "and")} only apart, never together in one answer'
                        if len(present) > 1 else f'the {of} mention {_words(present)} only in passing')
-    return True, f'discussed: {_words(present[:4], "and")} together in an answer'  # not "the N calls": some do
+    return True, f'discussed in the answers: {_words(present[:4], "and")}'  # not "the N calls": some do
 
 def _words(ws, conj='or') -> str:
     "Words as a list in prose: 'a, b or c'."

@@ -24,8 +24,8 @@ from .report import STYLE, esc
 
 # %% auto #0
 __all__ = ['ROLES', 'WORD', 'ASKED_COLUMNS', 'DEPTH', 'ASK_STYLE', 'STANCES', 'PICKS_SHEET', 'PICK_COLUMNS', 'role_set', 'Scope',
-           'Calls', 'clip', 'quote_context', 'highlight', 'Asked', 'quote_html', 'asked_head_html', 'asked_html',
-           'Stances', 'backing', 'stances_html', 'pick_row', 'save_picks', 'guarded', 'AskBox']
+           'Calls', 'clip', 'quote_context', 'highlight', 'Asked', 'quote_html', 'none_html', 'asked_head_html',
+           'asked_html', 'Stances', 'backing', 'stances_html', 'pick_row', 'save_picks', 'guarded', 'AskBox']
 
 # %% ../nbs/14_explore.ipynb #7b9f06df
 ROLES = ('interviewer', 'expert', 'other')
@@ -209,11 +209,14 @@ def quote_html(r: dict, marks=()) -> str:
 
 def _n(k: int, noun: str) -> str: return f'{k} {noun}{"s" * (k != 1)}'
 
+def none_html(reason: str) -> str:
+    "Why no call discusses a question, as the ask and the stances show it."
+    return f'<div class="answer none"><b>No call discusses this</b>: {esc(reason)}.</div>'
+
 def asked_head_html(df: pd.DataFrame) -> str:
     "The verdict of an ask (or why no call discusses it), and any model-written answer, marked as such."
     a = df.attrs
-    if a['evidence'] == 'none' or not len(df):
-        return f'<div class="answer none"><b>No call discusses this</b>: {esc(a["reason"])}.</div>'
+    if a['evidence'] == 'none' or not len(df): return none_html(a['reason'])
     head = (f'<p class="src">{_n(len(df), "quote")} from {_n(df.expert.nunique(), "speaker")} in {_n(df.call.nunique(), "call")} '
             f'· {esc(a["reason"])} · ranked by the {esc(a["judged_by"])}</p>')
     if a.get('answer'):
@@ -269,7 +272,7 @@ def stances_html(df: pd.DataFrame, most: int = 25) -> str:
         g = df[df.stance == key].to_dict('records') if len(df) else []
         more = f'<p class="src">… and {len(g) - most} more</p>' if len(g) > most else ''
         cols.append((f'{label} ({len(g)})', ''.join(map(_stance_item, g[:most])) + more))
-    verdict = '' if a['evidence'] == 'found' else f'<div class="answer none"><b>No call discusses this</b>: {esc(a["reason"])}.</div>'
+    verdict = '' if a['evidence'] == 'found' else none_html(a['reason'])
     return (STYLE + ASK_STYLE + f'<div class="fx"><h3>{esc(a["question"])}</h3>{verdict}<table class="stances"><tr>'
             + ''.join(f'<th>{esc(h)}</th>' for h, _ in cols) + '</tr><tr>' + ''.join(f'<td>{c}</td>' for _, c in cols) + '</tr></table></div>')
 

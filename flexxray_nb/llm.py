@@ -207,7 +207,7 @@ class RateLimiter:
                 wait = max(self.blocked_until - self.clock(), 0,
                            (1 - self.req) * 60 / self.rpm if self.req < 1 else 0,
                            (tokens - self.tok) * 60 / self.tpm if self.tok < tokens else 0)
-                if wait <= 1e-6: break  # a rounding residue is no wait: sleeping it would not move a clock at 1e9 s
+                if wait <= 1e-6: break  # a rounding residue is no wait: sleeping it may not move the clock
                 await self.sleep(min(wait, 1.0))  # a second at a time, to see `give_up`
             self.req -= 1; self.tok -= tokens
             return True

@@ -220,7 +220,7 @@ def asked(run):
     return s
 
 def test_ask_shows_ranked_quotes_in_context(asked):
-    assert 'discussed: ' in asked.verdict and 'price' in asked.verdict, asked.verdict
+    assert 'discussed in the answers: ' in asked.verdict and 'price' in asked.verdict, asked.verdict
     assert len(asked.all) >= 3 and len({q['expert'] for q in asked.all}) >= 2
     assert all(q['turns'] for q in asked.all), asked.all  # each with the turns around it
     assert all(q['marks'] for q in asked.all), asked.all  # the question's words highlighted, in the quote or what prompted it
