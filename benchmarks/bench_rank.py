@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 from flexxray_nb.companies import load_company
 from flexxray_nb.quotes import load_corpus
-from flexxray_nb.rank import PassageIndex, TurnIndex, rank_quotes, rank_turns, query_tokens
+from baselines import PassageIndex, TurnIndex, rank_quotes, rank_turns, query_tokens
 from flexxray_nb.explore import Calls
 
 ADHOC = ['What do customers say about price increases?', 'Who thinks the market is smaller than people assume?',

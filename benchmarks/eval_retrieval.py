@@ -21,7 +21,7 @@ import devdata
 from flexxray_nb.parse import parse_text
 from flexxray_nb.roles import assign_roles
 from flexxray_nb.quotes import extract_quotes
-from flexxray_nb.rank import PassageIndex, RankWeights, TurnIndex, rank_turns, rank_quotes, query_tokens
+from baselines import PassageIndex, RankWeights, TurnIndex, rank_turns, rank_quotes, query_tokens
 from flexxray_nb.evidence import Postings, find_evidence
 
 ABLATIONS = {'no passage windows': dict(passage=0.0), 'no lead-in': dict(lead_in=0.0, follow=0.0),
