@@ -8,7 +8,7 @@ import configparser, dataclasses, hashlib, os, pathlib
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Optional
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
 __all__ = ['DEFAULT_PRICES', 'ENV_NAMES', 'Role', 'METADATA_KEYS', 'printable', 'Price', 'Settings', 'env_settings',
@@ -24,32 +24,18 @@ def printable(s) -> str:
 
 # %% ../nbs/00_core.ipynb #33c41d45
 class Price(BaseModel):
-    "USD per million tokens: fresh input, cached input, output (none negative)."
+    "USD per million tokens: fresh input, cached input, output (none negative); also read from `'0.15, 0.075, 0.60'`."
     input: float = Field(ge=0)
     cached: float = Field(ge=0)
     output: float = Field(ge=0)
 
-def _price_fields(v):
-    "The fields of a price written as `'0.15, 0.075, 0.60'` or a sequence (a mapping or a `Price` as is)."
-    if isinstance(v, str): v = [x.strip() for x in v.replace('/', ',').split(',')]
-    if isinstance(v, (list, tuple)):
+    @model_validator(mode='before')
+    @classmethod
+    def _from_numbers(cls, v):
+        if isinstance(v, str): v = [x.strip() for x in v.replace('/', ',').split(',')]
+        if not isinstance(v, (list, tuple)): return v
         if len(v) != 3: raise ValueError(f'a price is three numbers (input, cached, output), got {len(v)}')
         return dict(zip(('input', 'cached', 'output'), v))
-    return v
-
-def _parse_price(v) -> Price:
-    "Read a price from `'0.15, 0.075, 0.60'`, a sequence or a mapping."
-    v = _price_fields(v)
-    return v if isinstance(v, Price) else Price(**v)
-
-def _price_table(v):
-    "A price table's entries as price fields, a bad entry's error naming it (anything but a mapping as is)."
-    if not isinstance(v, dict): return v
-    out = {}
-    for k, p in v.items():
-        try: out[k] = _price_fields(p)
-        except ValueError as e: raise ValueError(f'{k} = {p!r}: {e}') from None
-    return out
 
 # %% ../nbs/00_core.ipynb #adef2077
 DEFAULT_PRICES = {'gpt-4o-mini': (0.15, 0.075, 0.60), 'gpt-4o': (2.50, 1.25, 10.0), 'gpt-4.1': (2.00, 0.50, 8.00),
@@ -86,11 +72,7 @@ class Settings(BaseModel):
     max_file_mb: float = Field(100, gt=0, description="a transcript file larger than this is refused unread, MB")
     max_docx_xml_mb: float = Field(200, gt=0, description="a .docx whose text XML inflates beyond this is refused, MB")
     max_turns: int = Field(200_000, ge=1, description="a transcript with more turns than this is refused")
-    prices: dict[str, Price] = Field(default_factory=lambda: {k: _parse_price(v) for k, v in DEFAULT_PRICES.items()})
-
-    @field_validator('prices', mode='before')
-    @classmethod
-    def _prices(cls, v): return _price_table(v)
+    prices: dict[str, Price] = Field(default_factory=lambda: {k: Price.model_validate(v) for k, v in DEFAULT_PRICES.items()})
 
     @field_validator('base_url', 'max_cost_usd', 'workers', 'scheduler', mode='before')
     @classmethod
