@@ -551,14 +551,9 @@ def _paragraph(self: _DocxBody):
 # %% ../nbs/01_parse.ipynb #727555ad
 def _bold_label(runs) -> Optional[str]:
     "The speaker label of a paragraph whose runs open with bold text ending in a colon."
-    bold = ''
-    for text, b in runs:
-        if not text: continue
-        if not b: break
-        bold += text
-    full, bold = ''.join(t for t, _ in runs).lstrip(), bold.strip()
+    bold = ''.join(t for t, _ in itertools.takewhile(lambda r: r[1], (r for r in runs if r[0]))).strip()
     if bold.endswith(':') and label_shape(bold[:-1].strip()): return bold[:-1].strip()
-    rest = full[len(bold):] if full.startswith(bold) else ''
+    rest = ''.join(t for t, _ in runs).lstrip()[len(bold):]
     return bold if bold and rest.lstrip().startswith(':') and label_shape(bold) else None
 
 def _row_text(cells: list[str]) -> str:
@@ -661,8 +656,7 @@ def captions_text(raw: str, warnings: list | None = None) -> tuple[str, set]:
     if warnings is not None and untimed: warnings.append(f'{untimed} caption cue(s) with an unreadable time kept under the previous time')
     if warnings is not None and dropped: warnings.append(f'{dropped} caption block(s) without a timing line dropped')
     body = [f'[{ts}] {sp}: {" ".join(t)}' for ts, sp, t in turns]
-    return '\n\n'.join(header + body) if not header else '\n'.join(header) + '\n\n' + '\n\n'.join(body), \
-        {sp for _, sp, _ in turns}
+    return '\n\n'.join((['\n'.join(header)] if header else []) + body), {sp for _, sp, _ in turns}
 
 # %% ../nbs/01_parse.ipynb #52f33abd
 SUFFIXES = ('.txt', '.md', '.docx', '.pdf', '.vtt', '.srt')
@@ -672,19 +666,12 @@ def _file_kind(mode: int) -> str:
     return next((k for t, k in [(stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket'),
                                 (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')] if t(mode)), 'a special file')
 
-def _checked_size(path: pathlib.Path, max_bytes: int) -> int:
-    "The size of a regular file within the limit, or a ParseError saying why it will not be read."
+def _checked_size(path: pathlib.Path, max_bytes: int):
+    "Refuse, from its `stat` alone, a file that is not regular (a FIFO is never opened), too large or empty."
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode): raise ParseError(f'not a regular file ({_file_kind(st.st_mode)}); not read')
     if st.st_size > max_bytes: raise ParseError(f'file is {_size(st.st_size)}, over the {_size(max_bytes)} limit (setting max_file_mb); not read')
     if st.st_size == 0: raise ParseError('empty file')
-    return st.st_size
-
-def _read_limited(path: pathlib.Path, max_bytes: int) -> bytes:
-    "The bytes of a file, never more than `max_bytes` (a file that grew since its size was checked is refused)."
-    with open(path, 'rb') as f: data = f.read(max_bytes + 1)
-    if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
-    return data
 
 def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: bytes | None = None) -> tuple[str, set]:
     "The plain text of a transcript file (or of its `data`, read within the limits elsewhere) and its forced speaker labels."
@@ -693,10 +680,13 @@ def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: byt
     elif not data: raise ParseError('empty file')
     if fmt == 'docx': return docx_text(path if data is None else data, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
     if fmt == 'pdf': return pdf_text(path if data is None else data), set()
-    raw = _read_limited(path, max_bytes) if data is None and fmt in ('vtt', 'srt', 'txt', 'md', '') else data
-    if fmt in ('vtt', 'srt'): return captions_text(decode_text(raw, warnings)[0], warnings)
-    if fmt in ('txt', 'md', ''): return decode_text(raw, warnings)[0], set()
-    raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
+    if fmt not in ('vtt', 'srt', 'txt', 'md', ''):
+        raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
+    if data is None:
+        with open(path, 'rb') as f: data = f.read(max_bytes + 1)  # a file that grew since its size was checked is refused
+        if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
+    text = decode_text(data, warnings)[0]
+    return captions_text(text, warnings) if fmt in ('vtt', 'srt') else (text, set())
 
 # %% ../nbs/01_parse.ipynb #1694efb2
 def read_transcript(path, file: str | None = None, settings: Settings | None = None, data: bytes | None = None) -> Transcript:
