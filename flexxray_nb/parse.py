@@ -9,26 +9,27 @@ from collections import Counter
 from fastcore.basics import patch
 from .core import *
 
+class ParseError(Exception):
+    "A transcript that cannot be read; the message is a one-line reason."
+
 # %% auto #0
 __all__ = ['MIXED', 'ROLE_WORDS', 'HEADER_KEYS', 'ROLE_HEADER_KEYS', 'LONG_HEADER_KEYS', 'HEADER_LINES', 'NETWORKS', 'SUFFIXES',
            'ParseError', 'decode_text', 'label_shape', 'match_label', 'parse_text', 'parse_date', 'title_company',
            'split_person', 'header_metadata', 'filename_metadata', 'docx_text', 'pdf_text', 'captions_text',
            'read_transcript', 'find_transcripts']
 
-# %% ../nbs/01_parse.ipynb #4047365a
-class ParseError(Exception):
-    "A transcript that cannot be read; the message is a one-line reason."
-
 # %% ../nbs/01_parse.ipynb #6943b5a8
 _BOMS = [(codecs.BOM_UTF32_LE, 'utf-32'), (codecs.BOM_UTF32_BE, 'utf-32'), (codecs.BOM_UTF8, 'utf-8-sig'),
          (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16')]
 _UTF8_MULTIBYTE = re.compile(rb'[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}')
 MIXED = 'utf-8+cp1252'
+codecs.register_error('flexxray-cp1252', lambda e: (e.object[e.start:e.end].decode('cp1252'), e.end))  # for MIXED
 
-def _cp1252_fallback(e: UnicodeDecodeError):
-    "Codec error handler: the bytes that are not UTF-8, read as cp1252."
-    return e.object[e.start:e.end].decode('cp1252'), e.end
-codecs.register_error('flexxray-cp1252', _cp1252_fallback)
+def _utf8(b: bytes) -> bool:
+    "Whether `b` is valid UTF-8."
+    try: b.decode('utf-8')
+    except UnicodeDecodeError: return False
+    return True
 
 def _guess_encoding(data: bytes) -> str:
     "The encoding of `data`: from a BOM, the NUL pattern of UTF-16, or UTF-8 / mixed / cp1252 validity."
@@ -39,19 +40,16 @@ def _guess_encoding(data: bytes) -> str:
     if odd > len(head) / 4 and even < odd / 8: return 'utf-16-le'
     if even > len(head) / 4 and odd < even / 8: return 'utf-16-be'
     if 0 in head: raise ParseError('binary file, not a transcript')
-    try: data.decode('utf-8'); return 'utf-8'
-    except UnicodeDecodeError: pass
-    enc = MIXED if _UTF8_MULTIBYTE.search(data) else 'cp1252'
-    try: data.decode('utf-8', 'flexxray-cp1252') if enc == MIXED else data.decode('cp1252'); return enc
-    except UnicodeDecodeError as e: raise ParseError(f'undecodable bytes: not UTF-8, UTF-16 or cp1252 (byte {e.start})')
+    return 'utf-8' if _utf8(data) else MIXED if _UTF8_MULTIBYTE.search(data) else 'cp1252'
 
-# %% ../nbs/01_parse.ipynb #e12f1d1e
 def decode_text(data: bytes, warnings: list | None = None) -> tuple[str, str]:
     "Decode transcript bytes to text with `\\n` newlines; returns `(text, encoding)`; a mixed file adds a warning."
     if not data.strip(): raise ParseError('empty file')
     enc = _guess_encoding(data)
     try: text = data.decode('utf-8', 'flexxray-cp1252') if enc == MIXED else data.decode(enc)
-    except UnicodeDecodeError as e: raise ParseError(f'undecodable bytes for {enc} (byte {e.start})')
+    except UnicodeDecodeError as e:
+        why = ': not UTF-8, UTF-16 or cp1252' if enc in (MIXED, 'cp1252') else f' for {enc}'
+        raise ParseError(f'undecodable bytes{why} (byte {e.start})')
     if enc == MIXED and warnings is not None:
         bad = sum(1 for line in data.splitlines() if not _utf8(line))
         warnings.append(f'mixed encodings: {bad} line(s) are not UTF-8 and were read as cp1252; check their accents and quotes')
@@ -60,11 +58,6 @@ def decode_text(data: bytes, warnings: list | None = None) -> tuple[str, str]:
     if controls > max(2, len(text[:20000]) / 100): raise ParseError('binary file, not a transcript')
     if not text.strip(): raise ParseError('empty file')
     return text, enc
-
-def _utf8(b: bytes) -> bool:
-    "Whether `b` is valid UTF-8."
-    try: b.decode('utf-8'); return True
-    except UnicodeDecodeError: return False
 
 # %% ../nbs/01_parse.ipynb #91923f6f
 _PARTICLES = {'of', 'the', 'and', 'de', 'del', 'van', 'von', 'der', 'da', 'du', 'la', 'le', 'y', 'for', 'in', 'on',
@@ -75,15 +68,9 @@ ROLE_WORDS = {'interviewer', 'expert', 'client', 'analyst', 'moderator', 'operat
 
 def _outside_parens(label: str) -> Optional[str]:
     "The label with its (nested) parenthesised parts removed, or None if the parentheses do not balance."
-    if '(' not in label and ')' not in label: return label
-    depth, out = 0, []
-    for c in label:
-        if c == '(': depth += 1
-        elif c == ')':
-            depth -= 1
-            if depth < 0: return None
-        elif depth == 0: out.append(c)
-    return ''.join(out) if depth == 0 else None
+    n = 1
+    while n: label, n = re.subn(r'\([^()]*\)', '', label)  # innermost first
+    return None if '(' in label or ')' in label else label
 
 def label_shape(label: str) -> bool:
     "Whether `label` looks like a speaker label rather than the start of a sentence."
@@ -114,26 +101,24 @@ def _clean_ts(ts):
 
 def match_label(line: str):
     "`(label, timestamp, content_offset, kind)` for a line that starts a turn, else None."
-    m = _SPEAKER_TS_LINE.match(line)
-    if m:
-        label = (m['label'] or m['label2']).strip()
-        if label_shape(label): return label, _clean_ts(m['ts'] or m['ts2']), len(line), 'speaker_ts'
-    m = _LABEL_LINE.match(line)
-    if m:
-        label = m['label'].strip()
-        if m['b1'] and not (m['b2'] or m['b3']): return None
-        if label_shape(label): return label, _clean_ts(m['ts']), m.end(), 'label'
+    if (m := _SPEAKER_TS_LINE.match(line)) and label_shape(label := (m['label'] or m['label2']).strip()):
+        return label, _clean_ts(m['ts'] or m['ts2']), len(line), 'speaker_ts'
+    m = _LABEL_LINE.match(line)  # bold must close: `**Name:**` or `**Name**:`, not `**Name:`
+    if m and (m['b2'] or m['b3'] or not m['b1']) and label_shape(label := m['label'].strip()):
+        return label, _clean_ts(m['ts']), m.end(), 'label'
     return None
 
 # %% ../nbs/01_parse.ipynb #13394560
-HEADER_KEYS = {'title', 'topic', 'subject', 'network', 'provider', 'source', 'expert network', 'date', 'call date',
-               'date of call', 'interview date', 'expert', 'expert name', 'interviewee', 'interviewer', 'interviewers',
-               'client', 'analyst', 'moderator', 'host', 'position', 'role', 'expert title', 'job title', 'company',
-               'organization', 'organisation', 'employer', 'firm', 'duration', 'length', 'location', 'time',
-               'project', 'call type', 'industry', 'transcript', 'transcript id', 'reference', 'tags', 'sector',
-               'call title'}
-ROLE_HEADER_KEYS = {'expert', 'expert name', 'interviewee', 'interviewer', 'interviewers', 'client', 'analyst',
-                    'moderator', 'host'}
+_FIELD_KEYS = {'expert': ['expert', 'expert name', 'interviewee'], 'title': ['title', 'call title'],
+               'position': ['position', 'role', 'expert title', 'job title'],
+               'company': ['company', 'organization', 'organisation', 'employer', 'firm'],
+               'date': ['date', 'call date', 'date of call', 'interview date'],
+               'network': ['network', 'provider', 'source', 'expert network'],
+               'interviewer': ['interviewer', 'interviewers', 'client', 'analyst']}
+_KEYMAP = {k: field for field, keys in _FIELD_KEYS.items() for k in keys}  # header key: the metadata field it gives
+HEADER_KEYS = set(_KEYMAP) | {'topic', 'subject', 'moderator', 'host', 'duration', 'length', 'location', 'time', 'project',
+                             'call type', 'industry', 'transcript', 'transcript id', 'reference', 'tags', 'sector'}
+ROLE_HEADER_KEYS = {*_FIELD_KEYS['expert'], *_FIELD_KEYS['interviewer'], 'moderator', 'host'}
 LONG_HEADER_KEYS = {'bio', 'expert bio', 'biography', 'expert biography', 'background', 'about the expert',
                     'disclaimer', 'compliance', 'compliance note', 'important notice', 'notice', 'legal',
                     'confidentiality', 'confidential', 'summary', 'fictional transcript', 'note', 'notes'}
@@ -166,12 +151,7 @@ def _is_header_line(label: str, value: str, counts: Counter) -> bool:
 # %% ../nbs/01_parse.ipynb #3e279790
 def _lines(text):
     "`(start, line)` for every non-blank line of `text`, found one at a time."
-    pos, n = 0, len(text)
-    while pos <= n:
-        end = text.find('\n', pos)
-        end = n if end < 0 else end
-        if end > pos and not text[pos:end].isspace(): yield pos, text[pos:end]
-        pos = end + 1
+    return ((m.start(), m[0]) for m in re.finditer(r'^[^\n]*\S[^\n]*', text, re.M))
 
 def _accept(label: str, counts: Counter, forced) -> bool:
     "Whether a candidate label is a speaker."
@@ -184,45 +164,34 @@ def _accept(label: str, counts: Counter, forced) -> bool:
 HEADER_LINES = 400  # a header longer than this is not a header
 
 def _scan(text: str, max_turns: int, keep: int = 50_000):
-    "Label counts, each label's last line, and the labelled lines' matches (kept while few); too many turns is an error."
+    "Label counts, each label's last line, and the labelled lines' matches (None if over `keep`); too many turns is an error."
     counts, last, repeated, cache = Counter(), {}, 0, {}
     for i, (pos, line) in enumerate(_lines(text)):
-        m = match_label(line)
-        if not m: continue
+        if not (m := match_label(line)): continue
         c = counts[m[0]] = counts[m[0]] + 1
         repeated += 2 if c == 2 else c > 2  # lines of labels seen twice or more: each starts a turn
         last[m[0]] = i
-        if cache is not None: cache[i] = m
-        if cache is not None and len(cache) > keep: cache = None  # recomputed in the second pass: memory stays flat
+        if len(cache) <= keep: cache[i] = m  # beyond that they are matched again in the second pass: memory stays flat
         if max(repeated, len(counts)) > max_turns + HEADER_LINES: raise ParseError(f'more than {max_turns:,} turns (setting max_turns)')
-    return counts, last, cache
+    return counts, last, cache if len(cache) == counts.total() else None
 
 def _matched(text: str, cache):
     "`(start, line, match)` for every non-blank line."
     for i, (pos, line) in enumerate(_lines(text)):
         yield pos, line, (cache.get(i) if cache is not None else match_label(line))
 
-def _find_header_end(cands, counts, forced, last_turn: int) -> int:
-    "Index into `cands` of the first turn (candidates before it are header lines); `last_turn` is the last label line's."
-    seen_separator = False
-    for i, (pos, line, m) in enumerate(cands):
-        if m is None:
-            if _SEPARATOR.match(line): seen_separator = True
-            continue
-        label, ts, off, kind = m
-        if forced and label in forced and label.lower().rstrip('.') not in HEADER_KEYS | LONG_HEADER_KEYS: return i
-        if seen_separator or kind == 'speaker_ts' or ts: return i
-        if not _is_header_line(label, line[off:], counts): return i
-        if last_turn <= i: return i  # nothing after it
-    return len(cands)
-
-# %% ../nbs/01_parse.ipynb #bc66e016
 def _header_end(lines, counts, forced, last_turn: int) -> int:
     "Index of the first turn: after the header, or after a separator that closes header-like lines."
-    first = _find_header_end(lines, counts, forced, last_turn)
+    header_like = lambda pos, line, m: m is None or _is_header_line(m[0], line[m[2]:], counts)
+    first, separated = len(lines), False
+    for i, (pos, line, m) in enumerate(lines):
+        separated = separated or (m is None and bool(_SEPARATOR.match(line)))
+        if m and (m[0] in forced and m[0].lower().rstrip('.') not in HEADER_KEYS | LONG_HEADER_KEYS or separated or m[1]
+                  or m[3] == 'speaker_ts' or not header_like(pos, line, m) or last_turn <= i):
+            first = i
+            break
     for i, (pos, line, m) in enumerate(lines[first:first + 40], first):
-        if m is None and _SEPARATOR.match(line) and all(x[2] is None or _is_header_line(x[2][0], x[1][x[2][2]:], counts)
-                                                        for x in lines[first:i]):
+        if m is None and _SEPARATOR.match(line) and all(header_like(*x) for x in lines[first:i]):
             first = next((j for j in range(i + 1, len(lines)) if lines[j][2]), len(lines))
             break
     # without a header key or a separator there is no header to hide one-off 'Name: short line's in: they are turns
@@ -231,6 +200,7 @@ def _header_end(lines, counts, forced, last_turn: int) -> int:
         first = next((i for i, (_, _, m) in enumerate(lines[:first]) if m and _accept(m[0], counts, forced)), first)
     return first
 
+# %% ../nbs/01_parse.ipynb #bc66e016
 def _turns(lines, counts, forced, max_turns: int) -> list[Turn]:
     "The turns of the body lines: a line with an accepted label starts one, other lines continue it."
     turns, cur, last_end = [], None, None
@@ -242,18 +212,15 @@ def _turns(lines, counts, forced, max_turns: int) -> list[Turn]:
         if _END_MARK.match(line): break
         if m and _accept(m[0], counts, forced):
             close()
-            label, ts, off, kind = m
-            rest = line[off:]
-            cur = dict(speaker=label, start=pos + off + len(rest) - len(rest.lstrip()) if rest.strip() else None, ts=ts)
-            last_end = pos + len(line.rstrip()) if rest.strip() else None
-            continue
+            cur, last_end = dict(speaker=m[0], start=None, ts=m[1]), None
+            pos, line = pos + m[2], line[m[2]:]  # the label line's content, if any, starts the turn
+            if not line.strip(): continue
         if cur is None: continue
         if cur['start'] is None: cur['start'] = pos + len(line) - len(line.lstrip())
         last_end = pos + len(line.rstrip())
     close()
     return turns
 
-# %% ../nbs/01_parse.ipynb #a745afbe
 def parse_text(text: str, file: str = '', fmt: str = 'txt', forced_labels=(), max_turns: int = 200_000) -> Transcript:
     "Split `text` into header metadata and turns (roles are assigned later)."
     forced = set(forced_labels)
@@ -279,22 +246,18 @@ _MONTHS = {m: i for i, m in enumerate(['jan', 'feb', 'mar', 'apr', 'may', 'jun',
 def parse_date(s: str) -> Optional[str]:
     "An ISO date from `2025-03-14`, `03/14/2025`, `07.22.2025`, `March 14, 2025` or `9 January 2025`."
     if not s: return None
-    for pat, order in [(r'(\d{4})-(\d{1,2})-(\d{1,2})', 'ymd'), (r'(\d{1,2})[./](\d{1,2})[./](\d{4})', 'mdy')]:
-        m = re.search(pat, s)
-        if m:
-            d = dict(zip(order, map(int, m.groups())))
-            if d['m'] > 12: d['m'], d['d'] = d['d'], d['m']
-            try: return datetime.date(d['y'], d['m'], d['d']).isoformat()
-            except ValueError: return None
-    m = re.search(r'\b([A-Za-z]{3,9})\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})', s) or \
-        re.search(r'\b(\d{1,2})(?:st|nd|rd|th)? ([A-Za-z]{3,9}),? (\d{4})', s)
-    if m:
+    if m := re.search(r'(\d{4})-(\d{1,2})-(\d{1,2})', s): y, mon, day = map(int, m.groups())
+    elif m := re.search(r'(\d{1,2})[./](\d{1,2})[./](\d{4})', s): mon, day, y = map(int, m.groups())
+    elif m := re.search(r'\b([A-Za-z]{3,9})\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})', s) or \
+              re.search(r'\b(\d{1,2})(?:st|nd|rd|th)? ([A-Za-z]{3,9}),? (\d{4})', s):
         a, b, y = m.groups()
-        mon, day = (a, b) if a[0].isalpha() else (b, a)
-        if mon[:3].lower() in _MONTHS:
-            try: return datetime.date(int(y), _MONTHS[mon[:3].lower()], int(day)).isoformat()
-            except ValueError: return None
-    return None
+        name, day = (a, b) if a[0].isalpha() else (b, a)
+        if name[:3].lower() not in _MONTHS: return None
+        y, mon, day = int(y), _MONTHS[name[:3].lower()], int(day)
+    else: return None
+    if mon > 12: mon, day = day, mon  # day first: 14/03/2025
+    try: return datetime.date(y, mon, day).isoformat()
+    except ValueError: return None
 
 def _network_in(s: str) -> Optional[str]:
     "A known expert network named in `s`."
@@ -310,7 +273,6 @@ _CREDENTIAL = re.compile(r'(?:Ph\.?D|MBA|M\.?D|CPA|CFA|PE|P\.Eng|MSc|BSc|JD|Esq|
 _YEARS = re.compile(r'[\s,;]*\(?\s*(?:since\s+)?(?:19|20)\d\d\s*(?:[-–—]|to)?\s*(?:(?:19|20)\d\d|present|today|now)?\s*\)?\.?\s*$', re.I)
 _PART_SEPS = r'\s+[-–—]+\s+|\s*[|•·]\s*|(?<=[^\d\s])[–—](?=[^\d\s])'
 
-# %% ../nbs/01_parse.ipynb #80656b9f
 def _mask_parens(s: str) -> str:
     "`s` with everything inside parentheses replaced by NULs (same length), to split on what lies outside."
     out, depth = [], 0
@@ -330,16 +292,14 @@ def _opening_paren(s: str) -> Optional[int]:
 
 def _split_top(s: str, sep: str) -> list[str]:
     "The parts of `s` between matches of the pattern `sep` outside parentheses."
-    parts, last = [], 0
-    for m in re.finditer(sep, _mask_parens(s)):
-        parts.append(s[last:m.start()]); last = m.end()
-    return [p.strip(' ,;') for p in parts + [s[last:]] if p.strip(' ,;')]
+    cuts = [0, *(i for m in re.finditer(sep, _mask_parens(s)) for i in m.span()), len(s)]
+    return [p.strip(' ,;') for p in (s[a:b] for a, b in zip(cuts[::2], cuts[1::2])) if p.strip(' ,;')]
 
 def _strip_notes(s: str) -> tuple[str, Optional[str]]:
     "`s` without trailing year ranges and parenthesised notes, and the last such note."
     note = None
     while True:
-        s = _YEARS.sub('', s).strip(' ,;') if _YEARS.search(s) and _YEARS.sub('', s).strip() else s.strip(' ,;')
+        s = (_YEARS.sub('', s) if _YEARS.sub('', s).strip() else s).strip(' ,;')
         start = _opening_paren(s)
         if start is None or not s[:start].strip(): return s, note
         s, note = s[:start].strip(' ,;'), s[start + 1:-1].strip()
@@ -363,15 +323,12 @@ def title_company(s: str) -> tuple[Optional[str], Optional[str]]:
     "Split a position into `(title, company)`: `Title at Company`, `Title, Company`, `CEO of Company`, or one of them."
     s = (_split_top(_strip_notes(s)[0], ';') or [''])[0]  # what follows a semicolon is more bio
     if not s: return None, None
-    m = re.match(r'(.+?)\s+(?:at|@)\s+(.+)$', s)
-    if m: return m[1], m[2]
-    parts = _split_top(s, ',')
-    if len(parts) > 1: return ', '.join(parts[:-1]), parts[-1]
-    m = re.match(r'(.*\b(?:CEO|CFO|COO|CTO|CCO|CMO|President|Founder|Co-Founder|Owner|Chairman|Partner))\s+of\s+(.+)$', s)
-    if m: return m[1], m[2]
+    if m := re.match(r'(.+?)\s+(?:at|@)\s+(.+)$', s): return m[1], m[2]
+    if len(parts := _split_top(s, ',')) > 1: return ', '.join(parts[:-1]), parts[-1]
+    if m := re.match(r'(.*\b(?:CEO|CFO|COO|CTO|CCO|CMO|President|Founder|Co-Founder|Owner|Chairman|Partner))\s+of\s+(.+)$', s):
+        return m[1], m[2]
     return (s, None) if _TITLE_WORDS.search(s) else (None, s)
 
-# %% ../nbs/01_parse.ipynb #882920a0
 def split_person(value: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
     "`(name, title, company)` from an expert line such as `Jane Roe – Former VP of Operations, Acme (2016–2023)`."
     v, note = _strip_notes(' '.join(value.split()))
@@ -390,13 +347,6 @@ def split_person(value: str) -> tuple[Optional[str], Optional[str], Optional[str
     return _plausible(name, 8), _plausible(title, 15), _plausible(company, 10)
 
 # %% ../nbs/01_parse.ipynb #1a1b8951
-_KEYMAP = {'expert': 'expert', 'expert name': 'expert', 'interviewee': 'expert', 'title': 'title', 'call title': 'title',
-           'position': 'position', 'role': 'position', 'expert title': 'position',
-           'job title': 'position', 'company': 'company', 'organization': 'company', 'organisation': 'company',
-           'employer': 'company', 'firm': 'company', 'date': 'date', 'call date': 'date', 'date of call': 'date',
-           'interview date': 'date', 'network': 'network', 'provider': 'network', 'source': 'network',
-           'expert network': 'network', 'interviewer': 'interviewer', 'interviewers': 'interviewer', 'client': 'interviewer',
-           'analyst': 'interviewer'}
 _CALL_WORDS = re.compile(r'\b(call|interview|transcript|consultation|discussion|session|meeting)\b', re.I)
 
 def _header_fields(header) -> tuple[dict, list, Optional[str]]:
@@ -415,7 +365,6 @@ def _header_fields(header) -> tuple[dict, list, Optional[str]]:
         prev = key if m else None
     return fields, interviewers, first_line
 
-# %% ../nbs/01_parse.ipynb #10e3d12e
 def header_metadata(header) -> dict:
     "Metadata from the header's `(offset, line)` pairs."
     meta = dict.fromkeys(METADATA_KEYS)
@@ -441,37 +390,33 @@ def filename_metadata(path) -> dict:
     "Metadata guessed from a transcript's file name."
     stem = pathlib.Path(path).stem
     meta = {'call_date': parse_date(stem), 'network': _network_in(stem)}
-    parts = [p.strip() for p in re.split(r'\s+[-–|]\s+', stem) if p.strip()]
-    for p in parts:
+    for p in re.split(r'\s+[-–|]\s+', stem):
         p = re.sub(r'\s*\((?:\d[\d./-]*)\)\s*$', '', p).strip()
         words = p.replace('_', ' ').split()
         if 'expert_name' not in meta and 2 <= len(words) <= 4 and all(w[:1].isupper() for w in words) and \
            not _TITLE_WORDS.search(p) and not _NOT_NAME.search(p) and not _network_in(p) and not parse_date(p):
             meta['expert_name'] = ' '.join(words)
         elif 'expert_title' not in meta and _TITLE_WORDS.search(p) and not parse_date(p):
-            m = re.match(r'(.*\b(?:CEO|CFO|COO|CTO|CCO|CMO|President|Founder|Owner))\s+(?:of|at)\s+(.+)$', p)
-            if m: meta['expert_title'], meta['expert_company'] = m[1], m[2]
+            if m := re.match(r'(.*\b(?:CEO|CFO|COO|CTO|CCO|CMO|President|Founder|Owner))\s+(?:of|at)\s+(.+)$', p):
+                meta['expert_title'], meta['expert_company'] = m[1], m[2]
             else: meta['expert_title'] = p
     return meta
 
 # %% ../nbs/01_parse.ipynb #48f27872
 _PAGE_NO = re.compile(r'^\s*(?:page\s*)?[-–]?\s*\d{1,4}\s*(?:(?:of|/)\s*\d{1,4})?\s*[-–]?\s*$', re.I)
 
-def _running_key(line: str, i: int, n: int, edge: int):
-    "How an edge line is compared across pages: a speaker line verbatim and by position, any other with digits ignored."
-    l = ' '.join(line.split())
-    if match_label(l): return ('label', l, i if i < edge else i - n)
-    return ('text', re.sub(r'\d+', '#', l).lower(), None)
-
 def _edge_keys(lines: list[str], edge: int) -> dict[int, tuple]:
-    "The comparison key of each line among the first and last `edge` lines of a page, by index."
-    n = len(lines)
-    return {i: _running_key(lines[i], i, n, edge) for i in sorted(set(range(min(edge, n))) | set(range(max(0, n - edge), n)))}
+    "How each of a page's first and last `edge` lines is compared across pages: speaker lines verbatim, in place; others without digits."
+    n, keys = len(lines), {}
+    for i in {*range(min(edge, n)), *range(max(0, n - edge), n)}:
+        l = ' '.join(lines[i].split())
+        keys[i] = ('label', l, i if i < edge else i - n) if match_label(l) else ('text', re.sub(r'\d+', '#', l).lower(), None)
+    return keys
 
 def _cut_running_prefix(line: str, prefixes: list[str]) -> str:
     "`line` without a running header that an extractor ran into it, when what follows starts a turn."
     for p in prefixes:
-        m = re.match(r'\s*' + r'\s*'.join(re.escape(w).replace('\\#', r'\d+').replace('#', r'\d+') for w in p.split()), line, re.I)
+        m = re.match(r'\s*' + r'\s*'.join(re.escape(w).replace('\\#', r'\d+') for w in p.split()), line, re.I)
         if m and m.end() < len(line) and match_label(line[m.end():].lstrip()): return line[m.end():].lstrip()
     return line
 
@@ -480,14 +425,10 @@ def _strip_running_lines(pages: list[list[str]], edge: int = 3) -> list[list[str
     keys = [_edge_keys(lines, edge) for lines in pages]
     counts = Counter(k for ks in keys for k in set(ks.values()))
     need = {'text': max(2, len(pages) / 2), 'label': max(2, 0.8 * len(pages))}
-    running = {k for k, c in counts.items() if len(pages) >= 2 and c >= need[k[0]]}
+    running = {k for k, c in counts.items() if c >= need[k[0]]}
     prefixes = sorted((k[1] for k in running if k[0] == 'text' and len(k[1]) >= 8), key=len, reverse=True)
-    out = []
-    for lines, ks in zip(pages, keys):
-        kept = [l if i not in ks else _cut_running_prefix(l, prefixes) for i, l in enumerate(lines)
-                if not (i in ks and (ks[i] in running or _PAGE_NO.match(l)))]
-        out.append(kept)
-    return out
+    return [[l if i not in ks else _cut_running_prefix(l, prefixes) for i, l in enumerate(lines)
+             if not (i in ks and (ks[i] in running or _PAGE_NO.match(l)))] for lines, ks in zip(pages, keys)]
 
 # %% ../nbs/01_parse.ipynb #dd5f01b5
 _W = 'http://schemas.openxmlformats.org/wordprocessingml/2006/main'
@@ -610,14 +551,9 @@ def _paragraph(self: _DocxBody):
 # %% ../nbs/01_parse.ipynb #727555ad
 def _bold_label(runs) -> Optional[str]:
     "The speaker label of a paragraph whose runs open with bold text ending in a colon."
-    bold = ''
-    for text, b in runs:
-        if not text: continue
-        if not b: break
-        bold += text
-    full, bold = ''.join(t for t, _ in runs).lstrip(), bold.strip()
+    bold = ''.join(t for t, _ in itertools.takewhile(lambda r: r[1], (r for r in runs if r[0]))).strip()
     if bold.endswith(':') and label_shape(bold[:-1].strip()): return bold[:-1].strip()
-    rest = full[len(bold):] if full.startswith(bold) else ''
+    rest = ''.join(t for t, _ in runs).lstrip()[len(bold):]
     return bold if bold and rest.lstrip().startswith(':') and label_shape(bold) else None
 
 def _row_text(cells: list[str]) -> str:
@@ -720,8 +656,7 @@ def captions_text(raw: str, warnings: list | None = None) -> tuple[str, set]:
     if warnings is not None and untimed: warnings.append(f'{untimed} caption cue(s) with an unreadable time kept under the previous time')
     if warnings is not None and dropped: warnings.append(f'{dropped} caption block(s) without a timing line dropped')
     body = [f'[{ts}] {sp}: {" ".join(t)}' for ts, sp, t in turns]
-    return '\n\n'.join(header + body) if not header else '\n'.join(header) + '\n\n' + '\n\n'.join(body), \
-        {sp for _, sp, _ in turns}
+    return '\n\n'.join((['\n'.join(header)] if header else []) + body), {sp for _, sp, _ in turns}
 
 # %% ../nbs/01_parse.ipynb #52f33abd
 SUFFIXES = ('.txt', '.md', '.docx', '.pdf', '.vtt', '.srt')
@@ -731,19 +666,12 @@ def _file_kind(mode: int) -> str:
     return next((k for t, k in [(stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket'),
                                 (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')] if t(mode)), 'a special file')
 
-def _checked_size(path: pathlib.Path, max_bytes: int) -> int:
-    "The size of a regular file within the limit, or a ParseError saying why it will not be read."
+def _checked_size(path: pathlib.Path, max_bytes: int):
+    "Refuse, from its `stat` alone, a file that is not regular (a FIFO is never opened), too large or empty."
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode): raise ParseError(f'not a regular file ({_file_kind(st.st_mode)}); not read')
     if st.st_size > max_bytes: raise ParseError(f'file is {_size(st.st_size)}, over the {_size(max_bytes)} limit (setting max_file_mb); not read')
     if st.st_size == 0: raise ParseError('empty file')
-    return st.st_size
-
-def _read_limited(path: pathlib.Path, max_bytes: int) -> bytes:
-    "The bytes of a file, never more than `max_bytes` (a file that grew since its size was checked is refused)."
-    with open(path, 'rb') as f: data = f.read(max_bytes + 1)
-    if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
-    return data
 
 def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: bytes | None = None) -> tuple[str, set]:
     "The plain text of a transcript file (or of its `data`, read within the limits elsewhere) and its forced speaker labels."
@@ -752,10 +680,13 @@ def _render(path: pathlib.Path, fmt: str, s: Settings, warnings: list, data: byt
     elif not data: raise ParseError('empty file')
     if fmt == 'docx': return docx_text(path if data is None else data, int(s.max_docx_xml_mb * 1e6), 5 * s.max_turns)
     if fmt == 'pdf': return pdf_text(path if data is None else data), set()
-    raw = _read_limited(path, max_bytes) if data is None and fmt in ('vtt', 'srt', 'txt', 'md', '') else data
-    if fmt in ('vtt', 'srt'): return captions_text(decode_text(raw, warnings)[0], warnings)
-    if fmt in ('txt', 'md', ''): return decode_text(raw, warnings)[0], set()
-    raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
+    if fmt not in ('vtt', 'srt', 'txt', 'md', ''):
+        raise ParseError(f'unsupported file type .{printable(fmt)} (expected one of {", ".join(SUFFIXES)})')
+    if data is None:
+        with open(path, 'rb') as f: data = f.read(max_bytes + 1)  # a file that grew since its size was checked is refused
+        if len(data) > max_bytes: raise ParseError(f'file is over the {_size(max_bytes)} limit (setting max_file_mb); not read')
+    text = decode_text(data, warnings)[0]
+    return captions_text(text, warnings) if fmt in ('vtt', 'srt') else (text, set())
 
 # %% ../nbs/01_parse.ipynb #1694efb2
 def read_transcript(path, file: str | None = None, settings: Settings | None = None, data: bytes | None = None) -> Transcript:
