@@ -309,8 +309,7 @@ def save_picks(picks: list[dict], out_dir) -> pathlib.Path:
     ws = wb.create_sheet(PICKS_SHEET)
     for row in [PICK_COLUMNS] + [[p.get(k) for k in PICK_COLUMNS] for p in picks]:
         ws.append([cell_value(v) for v in row])
-    for c in ws.iter_rows():  # transcript text is data: a cell starting with = stays text, never a formula
-        for cell in c:
+        for cell in ws[ws.max_row]:  # transcript text is data: a cell starting with = stays text, never a formula
             if isinstance(cell.value, str): cell.data_type = 's'
     ws.freeze_panes = 'A2'
     with atomic_path(out / 'analysis.xlsx') as tmp: wb.save(tmp)

@@ -149,8 +149,7 @@ def _review_table(self: ControlPanel, r: BatchResults):
         for s in (t.speakers if t.ok else []):
             dd = W.Dropdown(options=['interviewer', 'expert', 'other'], value=s.role, layout=W.Layout(width='140px'))
             self._role_widgets.append((t.file, s.name, dd))
-            flag = '⚑ ' if s.needs_review else ''
-            rows.append(W.HBox([W.HTML(f'{flag}{esc(pathlib.Path(t.file).name)[:60]} · <b>{esc(s.name)[:60]}</b> '
+            rows.append(W.HBox([W.HTML(f'{"⚑ " if s.needs_review else ""}{esc(pathlib.Path(t.file).name)[:60]} · <b>{esc(s.name)[:60]}</b> '
                                        f'({s.confidence:.2f}, {esc(s.source)})', layout=W.Layout(width='700px')), dd]))
     rerun = W.Button(description='Re-run with these roles', icon='refresh')
     rerun.on_click(self._guard(lambda _: self.apply_overrides()))
