@@ -14,7 +14,7 @@ from .parse import find_transcripts, SUFFIXES
 from .companies import list_companies, load_company, scaffold_company, company_settings, safe_folder_name
 
 # %% auto #0
-__all__ = ['transcript_json', 'json_line', 'write_json_line', 'report_problems', 'report_skipped', 'cmd_parse', 'ask_json',
+__all__ = ['COMMANDS', 'transcript_json', 'json_line', 'write_json_line', 'report_problems', 'read_each', 'cmd_parse', 'ask_json',
            'cmd_ask', 'run_companies', 'check_run', 'cmd_run', 'cmd_companies', 'voila_command', 'cmd_panel',
            'cmd_new_company', 'OneLineParser', 'build_parser', 'main']
 
@@ -23,10 +23,7 @@ def transcript_json(tr: Transcript) -> dict:
     "A parsed transcript as `flexxray parse` prints it."
     return dict(file=tr.file, id=tr.id, format=tr.format, text=tr.text,
                 metadata={k: tr.metadata.get(k) for k in METADATA_KEYS} | {k: v for k, v in tr.metadata.items() if k not in METADATA_KEYS},
-                turns=[asdict(t) for t in tr.turns],
-                speakers=[dict(name=s.name, role=s.role, confidence=s.confidence, turns=s.turns, words=s.words,
-                               needs_review=s.needs_review, source=s.source, evidence=s.evidence) for s in tr.speakers],
-                error=tr.error, warnings=tr.warnings)
+                turns=[asdict(t) for t in tr.turns], speakers=[asdict(s) for s in tr.speakers], error=tr.error, warnings=tr.warnings)
 
 def json_line(obj) -> str:
     "One JSON line; a file name holding bytes that are not UTF-8 is kept, escaped, rather than crashing the output."
@@ -51,21 +48,22 @@ def report_problems(tr: Transcript):
     if tr.error: print(f'flexxray: {printable(tr.file)}: {tr.error}', file=sys.stderr)
     for w in tr.warnings: print(f'flexxray: warning: {printable(tr.file)}: {printable(w)}', file=sys.stderr)
 
-def report_skipped(skipped: list[str]):
-    "One stderr line per folder entry the walk skipped (broken link, loop, FIFO)."
+def read_each(paths, settings, use) -> int:
+    "Hand each transcript under `paths` to `use`, problems on stderr; exit status 2 if none was found, 1 if none was read."
+    n = failed = 0
+    skipped = []  # folder entries the walk skipped (broken link, loop, FIFO)
+    for tr in iter_transcripts(paths, settings, warnings=skipped):
+        n += 1
+        failed += not tr.ok
+        use(tr)
+        report_problems(tr)
     for w in skipped: print(f'flexxray: warning: {w}', file=sys.stderr)
+    if not n: print('flexxray: no transcript files found', file=sys.stderr)
+    return 2 if not n else int(failed == n)
 
 def cmd_parse(args, settings) -> int:
     "Print one JSON line per transcript file."
-    n = failed = 0
-    skipped = []
-    for tr in iter_transcripts(args.paths, settings, warnings=skipped):
-        n += 1; failed += not tr.ok
-        write_json_line(transcript_json(tr))
-        report_problems(tr)
-    report_skipped(skipped)
-    if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
-    return 1 if failed == n else 0
+    return read_each(args.paths, settings, lambda tr: write_json_line(transcript_json(tr)))
 
 # %% ../nbs/16_cli.ipynb #4586c84d
 def ask_json(question: str, ev) -> list[dict]:
@@ -77,14 +75,9 @@ def ask_json(question: str, ev) -> list[dict]:
 def cmd_ask(args, settings) -> int:
     "Print the top quotes per question (or why it is not discussed) as JSON lines."
     roles = ('expert',) if args.role == 'expert' else ('interviewer', 'expert', 'other')
-    quotes, n, failed = [], 0, 0
-    skipped = []
-    for tr in iter_transcripts(args.paths, settings, warnings=skipped):
-        n += 1; failed += not tr.ok
-        report_problems(tr)
-        if tr.ok: quotes += extract_quotes(tr, roles)
-    report_skipped(skipped)
-    if not n: print('flexxray: no transcript files found', file=sys.stderr); return 2
+    quotes = []
+    status = read_each(args.paths, settings, lambda tr: quotes.extend(extract_quotes(tr, roles) if tr.ok else []))
+    if status == 2: return status
     llm = None
     if settings.backend == 'openai':
         from flexxray_nb.llm import LLM
@@ -94,7 +87,7 @@ def cmd_ask(args, settings) -> int:
     if llm is not None:
         if msg := llm.metrics()['llm_message']: print(f'flexxray: {msg}', file=sys.stderr)  # the model unavailable or stopped
         llm.close()
-    return 1 if failed == n else 0
+    return status
 
 # %% ../nbs/16_cli.ipynb #aef1dca4
 def run_companies(args) -> list:
@@ -123,12 +116,10 @@ def check_run(args, companies, overrides: dict):
 # %% ../nbs/16_cli.ipynb #fd1b8be1
 def cmd_run(args, settings) -> int:
     "Run the company's report notebook with papermill and write the four report files."
-    from flexxray_nb.report import run_report, run_reports
+    from flexxray_nb.report import REPORT_PARAMS, run_report, run_reports
     from flexxray_nb.batch import run_settings
     run_settings(settings)  # an executor that cannot run here is a one-line error before any kernel starts
-    params = dict(transcripts=args.transcripts, backend=args.backend, base_url=args.base_url, model=args.model,
-                  batch_size=args.batch_size, max_quotes=args.max_quotes, confidence_threshold=args.confidence_threshold,
-                  mode=args.mode, executor=args.executor, workers=args.workers, scheduler=args.scheduler)
+    params = {k: getattr(args, k) for k in REPORT_PARAMS if k not in ('company', 'out_dir')}
     companies = [c.name for c in run_companies(args)]
     check_run(args, [load_company(c) for c in companies], {k: v for k, v in params.items() if k in Settings.model_fields})
     out = run_reports(companies, out_dir=args.out, **params) if len(companies) > 1 else {companies[0]: run_report(companies[0], args.out, **params)}
@@ -207,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('parse', help='parse transcripts to JSON lines')
     p.add_argument('paths', nargs='+', type=_text('a path'))
     p.add_argument('--confidence-threshold', type=threshold)
-    p.set_defaults(func=cmd_parse)
     p = sub.add_parser('ask', help='rank quotable passages for questions')
     p.add_argument('-q', '--question', action='append', required=True, type=_text('a question'))
     p.add_argument('paths', nargs='+', type=_text('a path'))
@@ -215,7 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--role', choices=['expert', 'any'], default='expert')
     p.add_argument('--backend', choices=['local', 'openai'])
     p.add_argument('--base-url')
-    p.set_defaults(func=cmd_ask)
     p = sub.add_parser('run', help="run a company's analysis and write its reports")
     p.add_argument('--company', required=True, help='a company name, or several separated by commas')
     p.add_argument('--transcripts', type=_text('--transcripts')); p.add_argument('--out', default='reports', type=_text('--out'))
@@ -225,17 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--executor', choices=['auto', 'local', 'process', 'dask'], help='where calls are digested (default: auto)')
     p.add_argument('--workers', type=positive, help='worker processes (default: one per core)')
     p.add_argument('--scheduler', type=_text('--scheduler'), help='a Dask scheduler address, e.g. tcp://10.0.0.5:8786')
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser('companies', help='list company configs'); p.set_defaults(func=cmd_companies)
+    sub.add_parser('companies', help='list company configs')
     p = sub.add_parser('panel', help='serve the control panel (Voila) on 127.0.0.1')
     p.add_argument('--port', type=_number(int, 1, 65535), default=8866); p.add_argument('--out', default='reports', type=_text('--out'))
-    p.set_defaults(func=cmd_panel)
     p = sub.add_parser('new-company', help='scaffold a neutral company config')
     p.add_argument('name', type=_text('a company name')); p.add_argument('--dest', default='companies'); p.add_argument('--transcripts')
-    p.set_defaults(func=cmd_new_company)
     return ap
 
 # %% ../nbs/16_cli.ipynb #59edbb52
+COMMANDS = {'parse': cmd_parse, 'ask': cmd_ask, 'run': cmd_run, 'companies': cmd_companies, 'panel': cmd_panel,
+            'new-company': cmd_new_company}
+
 def main(argv=None) -> int:
     "Entry point of the `flexxray` console script: a bad input is one line on stderr and exit status 2."
     args = build_parser().parse_args(argv)
@@ -243,7 +232,7 @@ def main(argv=None) -> int:
         overrides = {k: getattr(args, k, None) for k in ('confidence_threshold', 'backend', 'base_url', 'batch_size', 'max_quotes',
                                                          'mode', 'executor', 'workers', 'scheduler')}
         settings = load_settings(**overrides)
-        return args.func(args, settings)
+        return COMMANDS[args.command](args, settings)
     except (ValueError, OSError) as e:  # SettingsError, unknown company, existing file, unwritable folder
         print(f'flexxray: {printable(redact(str(e)))}', file=sys.stderr)
         return 2

@@ -112,43 +112,36 @@ def _category_df(a: Analysis, categories) -> pd.DataFrame:
     rows = []
     for ans in a.answers:
         if ans['category'] not in categories: continue
-        for i, x in enumerate(ans['quotes'] or [None], 1):
+        for i, x in enumerate(ans['quotes'] or [{}], 1):  # the answer is said once, on its first row
             rows.append(dict(category=ans['category'], question=ans['question'], evidence=ans['evidence'],
-                             answer=ans['answer'] if i == 1 else '', answer_by=ans['answer_by'] if i == 1 else '',
-                             reason=ans.get('reason', '') if i == 1 else '', rank=i if x else None,
-                             expert=x['expert'] if x else '', quote=x['text'] if x else '',
-                             score=x['score'] if x else None, file=x['file'] if x else '',
-                             start=x['start'] if x else None, end=x['end'] if x else None))
+                             **{k: ans.get(k, '') if i == 1 else '' for k in ('answer', 'answer_by', 'reason')}, rank=i if x else None,
+                             expert=x.get('expert', ''), quote=x.get('text', ''), score=x.get('score'), file=x.get('file', ''),
+                             start=x.get('start'), end=x.get('end')))
     return pd.DataFrame(rows)
 
 # %% ../nbs/11_export.ipynb #5e2e5d0e
 def write_workbook(a: Analysis, path, settings: Settings | None = None, ledger: pd.DataFrame | None = None,
                    errors: pd.DataFrame | None = None, timeline: pd.DataFrame | None = None) -> pathlib.Path:
-    "Write the analysis workbook to `path`."
-    with atomic_path(path) as tmp:
-        wb = xlsxwriter.Workbook(tmp, {'constant_memory': True, 'strings_to_formulas': False, 'strings_to_urls': False})
-        _write_sheets(wb, a, settings, ledger, errors, timeline)
-        wb.close()
-    return pathlib.Path(path)
-
-def _write_sheets(wb, a: Analysis, settings, ledger, errors, timeline):
-    "The workbook's sheets, in order."
+    "Write the analysis workbook to `path`, its sheets in order."
     wide = {'answer': 70, 'quote': 90, 'question': 40, 'text': 90}
-    write_sheet(wb, 'Key Takeaways', _category_df(a, {'key_takeaways'}), wide)
-    write_sheet(wb, 'Strengths & Weaknesses', _category_df(a, {'strengths', 'weaknesses'}), wide)
-    qs = a.quotes_df()
-    cols = [c for c in ['question_id', 'category', 'rank', 'expert', 'text', 'score', 'tone', 'hedging', 'context',
-                        'file', 'speaker', 'start', 'end', 'id'] if c in qs.columns]
-    write_sheet(wb, 'Quotes Summary', qs[cols] if len(qs) else qs, wide | {'context': 50})
-    write_sheet(wb, 'Transcripts', transcripts_df(a.transcripts), {'file': 50})
-    write_sheet(wb, 'Speakers', speakers_df([t for t in a.transcripts if t.ok]), {'file': 50, 'evidence': 60})
-    write_sheet(wb, 'Grid', a.grid_df(), {c: 50 for c in a.grid.columns})
-    write_sheet(wb, 'Stances', a.stances)
-    write_sheet(wb, 'Costs', ledger if ledger is not None and len(ledger) else pd.DataFrame(columns=['model', 'calls', 'cost_usd']))
-    err = errors if errors is not None else pd.DataFrame([dict(file=t.file, error=t.error) for t in a.transcripts if not t.ok],
-                                                         columns=['file', 'error'])
-    write_sheet(wb, 'Errors', err, {'file': 50, 'error': 80})
-    if timeline is not None and len(timeline): write_sheet(wb, 'Resources', timeline)
-    s = (settings or Settings()).model_dump()
-    s['prices'] = '; '.join(f'{k}: {v["input"]}/{v["cached"]}/{v["output"]}' for k, v in s['prices'].items())
-    write_sheet(wb, 'Run settings', pd.DataFrame({'setting': list(s), 'value': [str(v) for v in s.values()]}), {'value': 80})
+    opts = {'constant_memory': True, 'strings_to_formulas': False, 'strings_to_urls': False}
+    with atomic_path(path) as tmp, xlsxwriter.Workbook(tmp, opts) as wb:
+        write_sheet(wb, 'Key Takeaways', _category_df(a, {'key_takeaways'}), wide)
+        write_sheet(wb, 'Strengths & Weaknesses', _category_df(a, {'strengths', 'weaknesses'}), wide)
+        qs = a.quotes_df()
+        cols = [c for c in ['question_id', 'category', 'rank', 'expert', 'text', 'score', 'tone', 'hedging', 'context',
+                            'file', 'speaker', 'start', 'end', 'id'] if c in qs.columns]
+        write_sheet(wb, 'Quotes Summary', qs[cols] if len(qs) else qs, wide | {'context': 50})
+        write_sheet(wb, 'Transcripts', transcripts_df(a.transcripts), {'file': 50})
+        write_sheet(wb, 'Speakers', speakers_df([t for t in a.transcripts if t.ok]), {'file': 50, 'evidence': 60})
+        write_sheet(wb, 'Grid', a.grid_df(), {c: 50 for c in a.grid.columns})
+        write_sheet(wb, 'Stances', a.stances)
+        write_sheet(wb, 'Costs', ledger if ledger is not None and len(ledger) else pd.DataFrame(columns=['model', 'calls', 'cost_usd']))
+        err = errors if errors is not None else pd.DataFrame([dict(file=t.file, error=t.error) for t in a.transcripts if not t.ok],
+                                                             columns=['file', 'error'])
+        write_sheet(wb, 'Errors', err, {'file': 50, 'error': 80})
+        if timeline is not None and len(timeline): write_sheet(wb, 'Resources', timeline)
+        s = (settings or Settings()).model_dump()
+        s['prices'] = '; '.join(f'{k}: {v["input"]}/{v["cached"]}/{v["output"]}' for k, v in s['prices'].items())
+        write_sheet(wb, 'Run settings', pd.DataFrame({'setting': list(s), 'value': [str(v) for v in s.values()]}), {'value': 80})
+    return pathlib.Path(path)

@@ -26,6 +26,9 @@ STYLE = '''<style>
 .fx .none{color:#B23A48} .fx .flag{color:#B23A48;font-weight:bold} .fx .kpi{display:inline-block;margin-right:2em}
 .fx details{margin:.3em 0} .fx summary{cursor:pointer;font-weight:600}
 .fx .by{font-style:italic;color:#5A4A8A} .fx .model{background:#F6F3FB;border-left-color:#5A4A8A}
+.fx .ask{margin:.7em 0;padding:.3em .8em;border-left:3px solid #E07A1F;background:#FFFBF6} .fx .ask p{margin:.25em 0}
+.fx .ask .turn{color:#555} .fx .ask .q{background:#FFF1DC} .fx mark{background:#FFE08A;padding:0 1px}
+.fx .stances td{width:25%;vertical-align:top} .fx .stances p{margin:0 0 .6em}
 </style>'''
 
 def summary_html(res: dict, settings: Settings) -> str:
@@ -123,14 +126,10 @@ def validate_params(**p) -> dict:
     for k, typ in (('batch_size', int), ('max_quotes', int), ('confidence_threshold', (int, float)), ('workers', int)):
         v = p.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, typ)): raise ValueError(f'{k} must be a number, got {v!r}')
-    if p.get('backend') not in ('local', 'openai'): raise ValueError(f"backend must be 'local' or 'openai', got {p.get('backend')!r}")
-    if p.get('mode') not in ('sync', 'batch'): raise ValueError(f"mode must be 'sync' or 'batch', got {p.get('mode')!r}")
-    if p.get('executor') not in EXECUTORS: raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {p.get('executor')!r}")
+    for k, choices in (('backend', ('local', 'openai')), ('mode', ('sync', 'batch')), ('executor', EXECUTORS)):
+        if p.get(k) not in choices: raise ValueError(f"{k} must be one of {', '.join(choices)}, got {p.get(k)!r}")
     if not isinstance(p.get('scheduler') or '', str): raise ValueError(f"scheduler must be an address, got {p['scheduler']!r}")
-    ov = dict(backend=p['backend'], base_url=p.get('base_url'), batch_size=p.get('batch_size'), max_quotes=p.get('max_quotes'),
-              confidence_threshold=p.get('confidence_threshold'), mode=p['mode'], executor=p['executor'],
-              workers=p.get('workers'), scheduler=p.get('scheduler'))
-    if p.get('model'): ov['model_cheap'] = p['model']
+    ov = {k: p.get(k) for k in REPORT_PARAMS if k in Settings.model_fields} | {'model_cheap': p.get('model') or None}
     return {k: v for k, v in ov.items() if v is not None}
 
 # %% ../nbs/13_report.ipynb #12ca5908
