@@ -33,7 +33,6 @@ def call_cost(model: str, usage: dict, prices: dict, batch: bool = False) -> Opt
     cost = (fresh * p.input + cached * p.cached + usage.get('completion_tokens', 0) * p.output) / 1e6
     return round(cost / 2 if batch else cost, 8)
 
-# %% ../nbs/07_llm.ipynb #c883cb1d
 def estimate_tokens(text: str) -> int:
     "Approximate tokens in `text`: four characters a token, rounded up."
     return -(-len(text) // 4)
@@ -82,8 +81,8 @@ def chat_params(req: LLMRequest, messages: list[dict], max_tokens: int, fmt: str
     if req.schema is None: return p
     schema = strict_schema(req.schema)
     if fmt == 'json_schema':
-        p['response_format'] = {'type': 'json_schema', 'json_schema': {'name': req.schema.__name__, 'schema': schema, 'strict': True}}
-        return p
+        json_schema = {'name': req.schema.__name__, 'schema': schema, 'strict': True}
+        return p | {'response_format': {'type': 'json_schema', 'json_schema': json_schema}}
     hint = {'role': 'system', 'content': 'Reply with one JSON object, and nothing else, valid for this JSON schema: ' + json.dumps(schema)}
     p['messages'] = [hint] + list(messages)
     if fmt == 'json_object': p['response_format'] = {'type': 'json_object'}
@@ -217,7 +216,6 @@ def backoff_delay(attempt: int, headers=None, cap: float = 60.0, rng=random.rand
         except (KeyError, ValueError): pass
     return min(cap, 0.5 * 2 ** (attempt - 1)) * (0.5 + rng() / 2)
 
-# %% ../nbs/07_llm.ipynb #cdeca93c
 class LLMError(RuntimeError):
     "A request that failed for good; the message is one line, credentials removed."
 
@@ -342,29 +340,23 @@ class LLM:
         self.close = weakref.finalize(self, self._loop.close, self.client.close)
         self.start_run()
 
+    def start_run(self):
+        "Begin a run: a fresh status and budget; the ledger rows from here on are the run's."
+        self.status, self.budget = LLMStatus(first_row=len(self.ledger)), Budget(self.s.max_cost_usd)
+        self._sends_answered = self._failing = 0  # answered sends in this run; failed sends since the last answered one
+    def stop(self, reason: str, kind: str = 'error'):
+        "Stop this run's LLM use (`kind`: budget, quota, credentials, unavailable, error): nothing more is sent; answers are kept."
+        if not self.status.stopped: self.status.stopped, self.status.reason = kind, redact(reason, self._secrets)
+    def reject_quote(self):
+        "Count a passage or quote the model cited that grounding rejected."
+        self.status.quotes_rejected += 1
     def __repr__(self): return f'LLM({self.endpoint!r}, requests={len(self.ledger)}, status={self.status.state()!r})'
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     spent = property(lambda self: self.budget.spent, doc='USD this run has spent (known prices).')
-    stopped = property(lambda self: self.status.stopped, doc='Why the LLM use stopped (budget, quota, credentials, unavailable), or None.')
+    stopped = property(lambda self: self.status.stopped, doc='Why this run stopped using the LLM (budget, quota, credentials...), or None.')
 
 # %% ../nbs/07_llm.ipynb #7b97984f
-@patch
-def start_run(self: LLM):
-    "Begin a run: a fresh status and budget; the ledger rows from here on are the run's."
-    self.status, self.budget = LLMStatus(first_row=len(self.ledger)), Budget(self.s.max_cost_usd)
-    self._sends_answered = self._failing = 0  # answered sends in this run; failed sends since the last answered one
-
-@patch
-def stop(self: LLM, reason: str, kind: str = 'error'):
-    "Stop this run's LLM use (`kind`: budget, quota, credentials, unavailable, error): nothing more is sent; answers are kept."
-    if not self.status.stopped: self.status.stopped, self.status.reason = kind, redact(reason, self._secrets)
-
-@patch
-def reject_quote(self: LLM, n: int = 1):
-    "Count passages or quotes the model cited that grounding rejected."
-    self.status.quotes_rejected += n
-
 @patch
 def metrics(self: LLM) -> dict:
     "This run's figures (`ledger_metrics`), quotes rejected, the LLM status and its one-line message."
@@ -373,9 +365,9 @@ def metrics(self: LLM) -> dict:
                     llm_message=self.status.message(m['api_attempts']))
 
 @patch
-def ledger_df(self: LLM, run_only: bool = True) -> pd.DataFrame:
-    "The ledger as a DataFrame, one row per request: this run's, or every one the client made."
-    return pd.DataFrame(self.ledger[self.status.first_row if run_only else 0:], columns=LEDGER_COLUMNS)
+def ledger_df(self: LLM) -> pd.DataFrame:
+    "This run's ledger as a DataFrame, one row per request (`ledger` has every one the client made)."
+    return pd.DataFrame(self.ledger[self.status.first_row:], columns=LEDGER_COLUMNS)
 
 @patch
 def response_format(self: LLM, model: str) -> str:
@@ -617,7 +609,6 @@ async def _api_batch(self: LLM, bodies: dict):
             bar.update((batch.request_counts.completed + batch.request_counts.failed if batch.request_counts else 0) - bar.n)
     return batch
 
-# %% ../nbs/07_llm.ipynb #9a35dffe
 @patch
 def _api_batch_line(self: LLM, key: str, r: LLMRequest, body: dict, latency: float):
     "Record one finished line and cache its answer; returns the answer, or None if it was refused or invalid (asked again)."
