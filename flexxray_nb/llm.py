@@ -6,8 +6,7 @@ layer, the API batch mode, and a status that says plainly when the model was not
 
 # %% ../nbs/07_llm.ipynb #bbfc1cc2
 from __future__ import annotations
-import asyncio, base64, hashlib, json, os, random, re, sqlite3, threading, time, weakref
-from concurrent.futures import Future
+import asyncio, base64, concurrent.futures as cf, hashlib, json, os, random, re, sqlite3, threading, time, weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
@@ -115,8 +114,7 @@ class Cache:
 class LoopThread:
     "An asyncio event loop in a daemon thread: coroutines run there from any thread; Ctrl-C cancels them; `close` ends it."
     def __init__(self): self.loop, self.thread, self.closed = None, None, False
-
-    def submit(self, coro) -> Future:
+    def submit(self, coro) -> cf.Future:
         "Schedule `coro` on the loop (started on first use); returns a concurrent future."
         if self.closed: coro.close(); raise RuntimeError('this event loop (and the client that owned it) is closed')
         if self.loop is None:
@@ -125,41 +123,32 @@ class LoopThread:
             self.thread = threading.Thread(target=serve, daemon=True, name='flexxray-llm-loop')
             self.thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def wait(self, fut: Future):
+    def wait(self, fut: cf.Future):
         "The result of `fut`; on Ctrl-C every task on the loop is cancelled before the interrupt goes on."
         try:
-            while True:
-                try: return fut.result(timeout=0.2)  # a blocked wait would not see Ctrl-C until the answer came
-                except TimeoutError: pass
+            while not fut.done(): cf.wait([fut], timeout=0.2)  # a blocked wait would not see Ctrl-C until the answer came
         except KeyboardInterrupt: self.cancel(); raise
-
+        return fut.result()
     def run(self, coro): return self.wait(self.submit(coro))
-
+    def cancel(self):
+        "Cancel every task on the loop and wait until they have cleaned up."
+        async def cancel_all():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks: t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
+    def close(self, last=None):
+        "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
+        self.closed = True
+        if self.loop is None: return
+        if threading.current_thread() is self.thread:  # the owner was collected by its last task: stop once that is delivered
+            self.loop.call_soon(self.loop.stop); self.loop = self.thread = None; return
+        self.cancel()
+        if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30)
+        self.loop = self.thread = None
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
-
-# %% ../nbs/07_llm.ipynb #8119f9c6
-@patch
-def cancel(self: LoopThread):
-    "Cancel every task on the loop and wait until they have cleaned up."
-    async def cancel_all():
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks: t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
-
-@patch
-def close(self: LoopThread, last=None):
-    "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
-    self.closed = True
-    if self.loop is None: return
-    if threading.current_thread() is self.thread:  # the owner was collected by its last task: stop once that is delivered
-        self.loop.call_soon(self.loop.stop); self.loop = self.thread = None; return
-    self.cancel()
-    if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
-    self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30)
-    self.loop = self.thread = None
 
 # %% ../nbs/07_llm.ipynb #c073860f
 def parse_duration(s) -> float:
@@ -535,7 +524,7 @@ async def _guarded(self: LLM, req: LLMRequest):
 @dataclass
 class Pending:
     "A request in flight: `result()` waits for its answer (None if not answered); Ctrl-C cancels what is in flight."
-    future: Future
+    future: cf.Future
     loop: LoopThread
     def result(self): return self.loop.wait(self.future)
 
