@@ -14,49 +14,39 @@ from .quotes import sentence_spans
 from .rank import diversify
 from .companies import Company
 from .evidence import Evidence, question_evidence, model_cell, no_cell
-from .llm import LLMRequest
+from .llm import LLMRequest, LLMError
 
 # %% auto #0
 __all__ = ['SYSTEM', 'ground', 'PassageScore', 'PassageScores', 'KeyQuote', 'RefinedAnswer', 'passages_block', 'score_request',
            'refine_request', 'GridCell', 'GridAnswers', 'grid_request', 'passage_index', 'passage_ids', 'rrf',
-           'fused_candidates', 'judged', 'narrowed', 'refined', 'llm_answers', 'whole_sentences', 'cited_answer',
-           'grid_llm_request', 'apply_grid_answer', 'GridRequests']
+           'fused_candidates', 'judged', 'whole_sentences', 'narrowed', 'refined', 'llm_answers', 'cited_answer',
+           'apply_grid_answer', 'GridRequests']
 
 # %% ../nbs/08_hybrid.ipynb #4edaf47c
 _TRANS = str.maketrans({'“': '"', '”': '"', '‘': "'", '’': "'", '–': '-', '—': '-', '…': '.'})
 
 def _normalised(text: str) -> tuple[str, list[int]]:
     "Lower-cased text with quotes/dashes unified and white space collapsed, and each character's source offset."
-    out, idx, prev_space = [], [], False
-    for i, ch in enumerate(text.translate(_TRANS).lower()):
-        if ch.isspace():
-            if prev_space: continue
-            ch, prev_space = ' ', True
-        else: prev_space = False
-        out.append(ch); idx.append(i)
-    return ''.join(out), idx
+    chars = list(re.finditer(r'\s+|\S', text.translate(_TRANS).lower()))
+    return ''.join(' ' if m[0].isspace() else m[0] for m in chars), [m.start() for m in chars]
 
-def ground(quote: str, source: str, threshold: float = 0.85, lo: int = 0, hi: int | None = None) -> Optional[tuple[int, int]]:
-    "The span of `source[lo:hi]` that `quote` reproduces (exactly, normalised, or fuzzily), or None."
-    hi = len(source) if hi is None else hi
+def ground(quote: str, source: str, threshold: float = 0.85) -> Optional[tuple[int, int]]:
+    "The span of `source` that `quote` reproduces (exactly, normalised, or fuzzily), or None."
     quote = quote.strip().strip('"“”')
     if not quote: return None
-    i = source.find(quote, lo, hi)
-    if i >= 0: return i, i + len(quote)
-    ns, idx = _normalised(source[lo:hi]); nq, _ = _normalised(quote)
-    j = ns.find(nq.strip())
-    if j >= 0: return lo + idx[j], lo + idx[j + len(nq.strip()) - 1] + 1
-    words = [(m.start(), m.end()) for m in re.finditer(r'\S+', source[lo:hi])]
+    if (i := source.find(quote)) >= 0: return i, i + len(quote)
+    ns, idx = _normalised(source)
+    nq = _normalised(quote)[0].strip()
+    if (j := ns.find(nq)) >= 0: return idx[j], idx[j + len(nq) - 1] + 1
+    words = list(re.finditer(r'\S+', source))  # else the run of source words most like the quote's, one word more or less
+    sw = [re.sub(r'\W', '', m[0]).lower() for m in words]
     qw = [x for x in (re.sub(r'\W', '', w).lower() for w in quote.split()) if x]
     if not qw or not words: return None
-    sw = [re.sub(r'\W', '', source[lo + a:lo + b]).lower() for a, b in words]
-    best, best_span, n = 0.0, None, len(qw)
-    for size in {n - 1, n, n + 1} - {0}:
-        for s in range(0, max(1, len(sw) - size + 1)):
-            r = difflib.SequenceMatcher(None, qw, sw[s:s + size], autojunk=False).ratio()
-            if r > best: best, best_span = r, (s, min(s + size, len(sw)) - 1)
-    if best < threshold or best_span is None: return None
-    return lo + words[best_span[0]][0], lo + words[best_span[1]][1]
+    n = len(qw)
+    spans = [(s, min(s + size, len(sw))) for size in {n - 1, n, n + 1} - {0} for s in range(max(1, len(sw) - size + 1))]
+    def ratio(span): return difflib.SequenceMatcher(None, qw, sw[span[0]:span[1]], autojunk=False).ratio()
+    a, b = max(spans, key=ratio)  # the first best
+    return (words[a].start(), words[b - 1].end()) if ratio((a, b)) >= threshold else None
 
 # %% ../nbs/08_hybrid.ipynb #54c5ff73
 class PassageScore(BaseModel):
@@ -95,13 +85,13 @@ def passages_block(quotes, names: dict | None = None) -> str:
         lines.append(f'[P{i}] {who}{asked}: {q.text}')
     return '\n'.join(lines)
 
-def score_request(question: str, quotes, model: str, names=None, stage='score') -> LLMRequest:
+def score_request(question: str, quotes, model: str, names=None) -> LLMRequest:
     "The cheap tier: score every passage for the question."
     user = (f'Passages:\n{passages_block(quotes, names)}\n\nFor each passage, say whether it answers the question (true only '
             f'if it does, not if it merely shares words with it), score 0-10 how well, with a one-sentence reason.\n'
             f'Question: {question}')
     return LLMRequest(model, [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': user}], PassageScores,
-                      max_tokens=60 * len(quotes) + 50, stage=stage)
+                      max_tokens=60 * len(quotes) + 50, stage='score')
 
 def refine_request(question: str, quotes, model: str, names=None) -> LLMRequest:
     "The strong tier: rank the best passages, answer with citations, pick key quotes."
@@ -172,6 +162,13 @@ def judged(llm, res, shown: list[Quote]) -> list[Quote]:
     return [replace(x, score=round(score[x.id] / 10, 3)) for x in sorted(shown, key=lambda x: -score.get(x.id, -1)) if x.id in score]
 
 # %% ../nbs/08_hybrid.ipynb #cb11b0ea
+def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
+    "Widen `span` of `text` to the whole sentences it touches."
+    sents = sentence_spans(text)
+    a = max((s for s, e in sents if s <= span[0]), default=span[0])
+    b = min((e for s, e in sents if e >= span[1]), default=span[1])
+    return a, b
+
 def narrowed(x: Quote, span: tuple[int, int]) -> Quote:
     "The whole sentences of passage `x` that `span` (offsets in its text) touches, as a quote of its own."
     a, b = whole_sentences(x.text, span)  # a quote is whole sentences, never a fragment
@@ -194,40 +191,28 @@ def refined(llm, res, shown: list[Quote], rest: list[Quote]) -> tuple[list[Quote
 # %% ../nbs/08_hybrid.ipynb #47bab42a
 def llm_answers(llm, company: Company, acc, s: Settings) -> dict:
     "Per question id: (evidence, the strong tier's (answer, citations) or None, stances); what is missing stays offline."
-    from flexxray_nb.llm import BudgetExceeded, LLMError
     out = {}
-    try: _llm_answers(llm, company, acc, s, out)
-    except (BudgetExceeded, LLMError) as e: llm.stop(str(e))  # what was answered is kept; the rest is answered offline
+    try:
+        lexical = {q.id: question_evidence(q, acc.pool(q.id), 40, acc.stats, [company.name], gate=False) for q in company.questions}
+        cands = fused_candidates(llm, company.questions, {k: ev.quotes for k, ev in lexical.items()})
+        asked = [q for q in company.questions if cands[q.id]]
+        scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, acc.names) for q in asked])
+        keep = {}
+        for q, res in zip(asked, scored):
+            if res is None: continue  # the request failed: this question keeps the offline verdict and answer
+            keep[q.id] = judged(llm, res, cands[q.id])
+            if not keep[q.id]:
+                why = f'the model ({s.model_cheap}) judged that none of the {len(cands[q.id])} passages nearest to it answers it'
+                out[q.id] = (Evidence(q.question, False, why), None, {})
+        refine = [q for q in asked if keep.get(q.id)]
+        for q, res in zip(refine, llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, acc.names) for q in refine])):
+            shown = keep[q.id][:8]
+            top, stances = refined(llm, res, shown, keep[q.id][8:]) if res is not None else (keep[q.id], {})
+            top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
+            reason = f'the model ({s.model_cheap}) judged {len(keep[q.id])} passages in {len({x.file for x in keep[q.id]})} calls to answer it'
+            out[q.id] = (Evidence(q.question, True, reason, top), cited_answer(res.answer, top) if res else None, stances)
+    except LLMError as e: llm.stop(str(e))  # what was answered is kept; the rest is answered offline
     return out
-
-def _llm_answers(llm, company: Company, acc, s: Settings, out: dict):
-    "Fill `out` question by question (see `llm_answers`)."
-    lexical = {q.id: question_evidence(q, acc.pool(q.id), 40, acc.stats, [company.name], gate=False) for q in company.questions}
-    cands = fused_candidates(llm, company.questions, {k: ev.quotes for k, ev in lexical.items()})
-    asked = [q for q in company.questions if cands[q.id]]
-    scored = llm.run([score_request(q.question, cands[q.id], s.model_cheap, acc.names) for q in asked])
-    keep = {}
-    for q, res in zip(asked, scored):
-        if res is None: continue  # the request failed: this question keeps the offline verdict and answer
-        keep[q.id] = judged(llm, res, cands[q.id])
-        if not keep[q.id]:
-            why = f'the model ({s.model_cheap}) judged that none of the {len(cands[q.id])} passages nearest to it answers it'
-            out[q.id] = (Evidence(q.question, False, why), None, {})
-    refine = [q for q in asked if keep.get(q.id)]
-    for q, res in zip(refine, llm.run([refine_request(q.question, keep[q.id][:8], s.model_strong, acc.names) for q in refine])):
-        shown = keep[q.id][:8]
-        top, stances = refined(llm, res, shown, keep[q.id][8:]) if res is not None else (keep[q.id], {})
-        top = diversify(top, lambda x: (x.file, x.speaker), s.max_quotes, max(2, s.max_quotes // 4))
-        reason = f'the model ({s.model_cheap}) judged {len(keep[q.id])} passages in {len({x.file for x in keep[q.id]})} calls to answer it'
-        out[q.id] = (Evidence(q.question, True, reason, top), cited_answer(res.answer, top) if res else None, stances)
-
-# %% ../nbs/08_hybrid.ipynb #df2e38c5
-def whole_sentences(text: str, span: tuple[int, int]) -> tuple[int, int]:
-    "Widen `span` of `text` to the whole sentences it touches."
-    sents = sentence_spans(text)
-    a = max((s for s, e in sents if s <= span[0]), default=span[0])
-    b = min((e for s, e in sents if e >= span[1]), default=span[1])
-    return a, b
 
 def cited_answer(text: str, top: list[Quote]) -> Optional[tuple[str, list[str]]]:
     "The model's answer with passage ids `P3` (as shown, in `top`'s first 8) turned into positions `[n]`; None if it cites none."
@@ -238,13 +223,6 @@ def cited_answer(text: str, top: list[Quote]) -> Optional[tuple[str, list[str]]]
     return re.sub(r'\bP(\d+)\b', lambda m: str(pos[cite[m[1]]]) if m[1] in cite else '?', text), list(dict.fromkeys(cite.values()))
 
 # %% ../nbs/08_hybrid.ipynb #f2e57059
-def grid_llm_request(company: Company, d: dict, names: dict, s: Settings):
-    "The cheap-tier request for one call's grid row and the passages it shows, or (None, []) without candidates."
-    asked = [g for g in company.grid if g.source != 'background']  # the background cell stays the expert's own words
-    cand = {k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()}
-    shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
-    return (grid_request(asked, shown, s.model_cheap, names, d['transcript']['file']) if shown else None), shown
-
 def apply_grid_answer(llm, row: dict, res, shown: list[Quote]):
     "Put the model's cited cell answers into a grid row as model-written cells; one citing no shown passage keeps its offline answer."
     for cell in (res.cells if res else []):
@@ -257,14 +235,17 @@ class GridRequests:
     "Each call's grid row through the cheap model: sent as its digest arrives (sync), or all together (API batch mode)."
     def __init__(self, llm, company: Company, s: Settings): self.llm, self.company, self.s, self.pending = llm, company, s, []
     def send(self, row: dict, d: dict, names: dict):
-        "Queue (and in sync mode, start) the request for one call's grid row."
-        req, shown = grid_llm_request(self.company, d, names, self.s)
-        if req is not None: self.pending.append((row, req, shown, self.llm.submit(req) if self.s.mode == 'sync' else None))
+        "Queue (and in sync mode, start) the request for one call's grid row: every grid question, its few candidates."
+        asked = [g for g in self.company.grid if g.source != 'background']  # the background cell stays the expert's own words
+        cand = {k: [Quote(**c) for c in v] for k, v in d.get('grid_candidates', {}).items()}
+        shown = list({x.id: x for g in asked for x in cand.get(g.id, [])}.values())[:20]
+        if not shown: return
+        req = grid_request(asked, shown, self.s.model_cheap, names, d['transcript']['file'])
+        self.pending.append((row, req, shown, self.llm.submit(req) if self.s.mode == 'sync' else None))
     def finish(self):
         "Wait for (or send) every request and fill the rows."
-        from flexxray_nb.llm import BudgetExceeded, LLMError
         try:
             cells = [f.result() if f else None for *_, f in self.pending]
             if self.s.mode != 'sync': cells = self.llm.run([req for _, req, _, _ in self.pending])
-        except (BudgetExceeded, LLMError) as e: self.llm.stop(str(e)); cells = []
+        except LLMError as e: self.llm.stop(str(e)); cells = []
         for (row, _, shown, _), res in zip(self.pending, cells): apply_grid_answer(self.llm, row, res, shown)

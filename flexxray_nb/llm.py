@@ -6,8 +6,7 @@ layer, the API batch mode, and a status that says plainly when the model was not
 
 # %% ../nbs/07_llm.ipynb #bbfc1cc2
 from __future__ import annotations
-import asyncio, base64, hashlib, json, os, random, re, sqlite3, threading, time, weakref
-from concurrent.futures import Future
+import asyncio, base64, concurrent.futures as cf, hashlib, json, os, random, re, sqlite3, threading, time, weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
@@ -33,7 +32,6 @@ def call_cost(model: str, usage: dict, prices: dict, batch: bool = False) -> Opt
     cost = (fresh * p.input + cached * p.cached + usage.get('completion_tokens', 0) * p.output) / 1e6
     return round(cost / 2 if batch else cost, 8)
 
-# %% ../nbs/07_llm.ipynb #c883cb1d
 def estimate_tokens(text: str) -> int:
     "Approximate tokens in `text`: four characters a token, rounded up."
     return -(-len(text) // 4)
@@ -46,17 +44,14 @@ def request_tokens(messages: list[dict], max_tokens: int = 0, response_format: d
 # %% ../nbs/07_llm.ipynb #172ee2fb
 def strict_schema(model: type[BaseModel]) -> dict:
     "The JSON schema of a pydantic model, made strict for OpenAI structured outputs."
-    def fix(node):
-        if isinstance(node, dict):
-            node.pop('title', None); node.pop('default', None)
-            if node.get('type') == 'object' and 'properties' in node:
-                node['additionalProperties'] = False
-                node['required'] = list(node['properties'])
-            for v in list(node.values()): fix(v)
-        elif isinstance(node, list):
-            for v in node: fix(v)
+    def strict(node):
+        if isinstance(node, list): return [strict(v) for v in node]
+        if not isinstance(node, dict): return node
+        node = {k: strict(v) for k, v in node.items() if k not in ('title', 'default')}
+        if node.get('type') == 'object' and 'properties' in node:
+            node |= dict(additionalProperties=False, required=list(node['properties']))
         return node
-    return fix(model.model_json_schema())
+    return strict(model.model_json_schema())
 
 @dataclass
 class LLMRequest:
@@ -85,8 +80,8 @@ def chat_params(req: LLMRequest, messages: list[dict], max_tokens: int, fmt: str
     if req.schema is None: return p
     schema = strict_schema(req.schema)
     if fmt == 'json_schema':
-        p['response_format'] = {'type': 'json_schema', 'json_schema': {'name': req.schema.__name__, 'schema': schema, 'strict': True}}
-        return p
+        json_schema = {'name': req.schema.__name__, 'schema': schema, 'strict': True}
+        return p | {'response_format': {'type': 'json_schema', 'json_schema': json_schema}}
     hint = {'role': 'system', 'content': 'Reply with one JSON object, and nothing else, valid for this JSON schema: ' + json.dumps(schema)}
     p['messages'] = [hint] + list(messages)
     if fmt == 'json_object': p['response_format'] = {'type': 'json_object'}
@@ -99,34 +94,27 @@ def reask_messages(req: LLMRequest, content: Optional[str], error: ValidationErr
 
 # %% ../nbs/07_llm.ipynb #f002eefb
 class Cache:
-    "A persistent response cache keyed by request hash."
+    "A persistent response cache keyed by request hash: SQLite in WAL mode, waiting up to 30 s for other writers."
     def __init__(self, path):
-        self.path = str(path)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._local = threading.local()
-        with self._db() as db:
-            db.execute('CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, value TEXT, created REAL)')
-    def _db(self):
-        if getattr(self._local, 'db', None) is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA busy_timeout=30000')
-            self._local.db = db
-        return self._local.db
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # one connection, used on the client's loop thread (and made here)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute('PRAGMA journal_mode=WAL')
+        self.db.execute('CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, value TEXT, created REAL)')
     def get(self, key: str) -> Optional[dict]:
         "The cached response for `key`, or None."
-        row = self._db().execute('SELECT value FROM responses WHERE key=?', (key,)).fetchone()
+        row = self.db.execute('SELECT value FROM responses WHERE key=?', (key,)).fetchone()
         return json.loads(row[0]) if row else None
     def put(self, key: str, model: str, value: dict):
         "Store a response (first writer wins)."
-        self._db().execute('INSERT OR IGNORE INTO responses VALUES (?,?,?,?)', (key, model, json.dumps(value), time.time()))
-    def __len__(self): return self._db().execute('SELECT COUNT(*) FROM responses').fetchone()[0]
+        self.db.execute('INSERT OR IGNORE INTO responses VALUES (?,?,?,?)', (key, model, json.dumps(value), time.time()))
+    def __len__(self): return self.db.execute('SELECT COUNT(*) FROM responses').fetchone()[0]
 
 # %% ../nbs/07_llm.ipynb #62dd1716
 class LoopThread:
     "An asyncio event loop in a daemon thread: coroutines run there from any thread; Ctrl-C cancels them; `close` ends it."
     def __init__(self): self.loop, self.thread, self.closed = None, None, False
-
-    def submit(self, coro) -> Future:
+    def submit(self, coro) -> cf.Future:
         "Schedule `coro` on the loop (started on first use); returns a concurrent future."
         if self.closed: coro.close(); raise RuntimeError('this event loop (and the client that owned it) is closed')
         if self.loop is None:
@@ -135,53 +123,40 @@ class LoopThread:
             self.thread = threading.Thread(target=serve, daemon=True, name='flexxray-llm-loop')
             self.thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def wait(self, fut: Future):
+    def wait(self, fut: cf.Future):
         "The result of `fut`; on Ctrl-C every task on the loop is cancelled before the interrupt goes on."
         try:
-            while True:
-                try: return fut.result(timeout=0.2)  # a blocked wait would not see Ctrl-C until the answer came
-                except TimeoutError: pass
+            while not fut.done(): cf.wait([fut], timeout=0.2)  # a blocked wait would not see Ctrl-C until the answer came
         except KeyboardInterrupt: self.cancel(); raise
-
+        return fut.result()
     def run(self, coro): return self.wait(self.submit(coro))
-
+    def cancel(self):
+        "Cancel every task on the loop and wait until they have cleaned up."
+        async def cancel_all():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks: t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
+    def close(self, last=None):
+        "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
+        self.closed = True
+        if self.loop is None: return
+        if threading.current_thread() is self.thread:  # the owner was collected by its last task: stop once that is delivered
+            self.loop.call_soon(self.loop.stop); self.loop = self.thread = None; return
+        self.cancel()
+        if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30)
+        self.loop = self.thread = None
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/07_llm.ipynb #8119f9c6
-@patch
-def cancel(self: LoopThread):
-    "Cancel every task on the loop and wait until they have cleaned up."
-    async def cancel_all():
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks: t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if self.loop is not None: asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
-
-@patch
-def close(self: LoopThread, last=None):
-    "Cancel what runs, await `last()` if given (closing connections), stop the loop and its thread."
-    self.closed = True
-    if self.loop is None: return
-    if threading.current_thread() is self.thread:  # the owner was collected by its last task: stop once that is delivered
-        self.loop.call_soon(self.loop.stop); self.loop = self.thread = None; return
-    self.cancel()
-    if last is not None: asyncio.run_coroutine_threadsafe(last(), self.loop).result(30)
-    self.loop.call_soon_threadsafe(self.loop.stop); self.thread.join(30)
-    self.loop = self.thread = None
-
 # %% ../nbs/07_llm.ipynb #c073860f
 def parse_duration(s) -> float:
-    "Seconds in an OpenAI reset duration such as `6m0s`, `1s`, `120ms` or `0.5`."
-    if s is None: return 0.0
-    s = str(s).strip()
-    try: return float(s)
+    "Seconds in an OpenAI reset duration such as `6m0s`, `1s`, `120ms` or `0.5` (None: 0)."
+    try: return float(s or 0)
     except ValueError: pass
-    total = 0.0
-    for num, unit in re.findall(r'([\d.]+)(ms|h|m|s)', s):
-        total += float(num) * {'ms': .001, 's': 1, 'm': 60, 'h': 3600}[unit]
-    return total
+    units = {'ms': .001, 's': 1, 'm': 60, 'h': 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r'([\d.]+)(ms|h|m|s)', s))
 
 # %% ../nbs/07_llm.ipynb #d6a05318
 class RateLimiter:
@@ -225,15 +200,11 @@ RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 def backoff_delay(attempt: int, headers=None, cap: float = 60.0, rng=random.random) -> float:
     "Seconds to wait before retry `attempt` (1-based): the server's retry-after, else jittered exponential backoff."
     h = {k.lower(): v for k, v in (headers or {}).items()}
-    if h.get('retry-after-ms'):
-        try: return float(h['retry-after-ms']) / 1000
-        except ValueError: pass
-    if h.get('retry-after'):
-        try: return float(h['retry-after'])
-        except ValueError: pass
+    for name, per_s in (('retry-after-ms', 1000), ('retry-after', 1)):
+        try: return float(h[name]) / per_s
+        except (KeyError, ValueError): pass
     return min(cap, 0.5 * 2 ** (attempt - 1)) * (0.5 + rng() / 2)
 
-# %% ../nbs/07_llm.ipynb #cdeca93c
 class LLMError(RuntimeError):
     "A request that failed for good; the message is one line, credentials removed."
 
@@ -354,42 +325,27 @@ class LLM:
         self._limiter = RateLimiter(self.s.requests_per_minute, self.s.tokens_per_minute, self.clock, self.sleep)
         self._sem, self._inflight = asyncio.Semaphore(self.s.max_concurrency), {}
         self._loop = LoopThread()                # where the requests and the connections live
-        self._close = weakref.finalize(self, self._loop.close, self.client.close)
+        # close(): cancel what is in flight, close the connections, end the event loop; also done when the client is collected
+        self.close = weakref.finalize(self, self._loop.close, self.client.close)
         self.start_run()
 
+    def start_run(self):
+        "Begin a run: a fresh status and budget; the ledger rows from here on are the run's."
+        self.status, self.budget = LLMStatus(first_row=len(self.ledger)), Budget(self.s.max_cost_usd)
+        self._sends_answered = self._failing = 0  # answered sends in this run; failed sends since the last answered one
+    def stop(self, reason: str, kind: str = 'error'):
+        "Stop this run's LLM use (`kind`: budget, quota, credentials, unavailable, error): nothing more is sent; answers are kept."
+        if not self.status.stopped: self.status.stopped, self.status.reason = kind, redact(reason, self._secrets)
+    def reject_quote(self):
+        "Count a passage or quote the model cited that grounding rejected."
+        self.status.quotes_rejected += 1
     def __repr__(self): return f'LLM({self.endpoint!r}, requests={len(self.ledger)}, status={self.status.state()!r})'
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
-    def close(self):
-        "Cancel what is in flight, close the connections, end the event loop (also done when the client is collected)."
-        self._close()
-
-    @property
-    def spent(self) -> float:
-        "USD this run has spent (known prices)."
-        return self.budget.spent
-    @property
-    def stopped(self) -> Optional[str]:
-        "Why this run's LLM use stopped (budget, quota, credentials, unavailable), or None."
-        return self.status.stopped
+    spent = property(lambda self: self.budget.spent, doc='USD this run has spent (known prices).')
+    stopped = property(lambda self: self.status.stopped, doc='Why this run stopped using the LLM (budget, quota, credentials...), or None.')
 
 # %% ../nbs/07_llm.ipynb #7b97984f
-@patch
-def start_run(self: LLM):
-    "Begin a run: a fresh status and budget; the ledger rows from here on are the run's."
-    self.status, self.budget = LLMStatus(first_row=len(self.ledger)), Budget(self.s.max_cost_usd)
-    self._sends_answered = self._failing = 0  # answered sends in this run; failed sends since the last answered one
-
-@patch
-def stop(self: LLM, reason: str, kind: str = 'error'):
-    "Stop this run's LLM use (`kind`: budget, quota, credentials, unavailable, error): nothing more is sent; answers are kept."
-    if not self.status.stopped: self.status.stopped, self.status.reason = kind, redact(reason, self._secrets)
-
-@patch
-def reject_quote(self: LLM, n: int = 1):
-    "Count passages or quotes the model cited that grounding rejected."
-    self.status.quotes_rejected += n
-
 @patch
 def metrics(self: LLM) -> dict:
     "This run's figures (`ledger_metrics`), quotes rejected, the LLM status and its one-line message."
@@ -398,9 +354,9 @@ def metrics(self: LLM) -> dict:
                     llm_message=self.status.message(m['api_attempts']))
 
 @patch
-def ledger_df(self: LLM, run_only: bool = True) -> pd.DataFrame:
-    "The ledger as a DataFrame, one row per request: this run's, or every one the client made."
-    return pd.DataFrame(self.ledger[self.status.first_row if run_only else 0:], columns=LEDGER_COLUMNS)
+def ledger_df(self: LLM) -> pd.DataFrame:
+    "This run's ledger as a DataFrame, one row per request (`ledger` has every one the client made)."
+    return pd.DataFrame(self.ledger[self.status.first_row:], columns=LEDGER_COLUMNS)
 
 @patch
 def response_format(self: LLM, model: str) -> str:
@@ -413,10 +369,6 @@ def _key(self: LLM, req: LLMRequest) -> str:
     return hashlib.sha256(f'{self.endpoint}\0{req.key}'.encode()).hexdigest()
 
 # %% ../nbs/07_llm.ipynb #90f262fe
-def _as_dict(o) -> dict:
-    "A pydantic/SDK object or dict as a plain dict."
-    return o.model_dump() if hasattr(o, 'model_dump') else dict(o or {})
-
 @dataclass
 class Tally:
     "One request's sends so far: how many, the usage billed, the seconds spent waiting for answers."
@@ -424,30 +376,30 @@ class Tally:
     usage: dict = field(default_factory=lambda: dict(prompt_tokens=0, completion_tokens=0, prompt_tokens_details={'cached_tokens': 0}))
     latency: float = 0.0
     def add(self, usage) -> dict:
-        "Add one answer's usage; returns it as a dict."
-        u = _as_dict(usage)
+        "Add one answer's usage (an SDK object, a dict or None); returns it as a dict."
+        u = usage.model_dump() if hasattr(usage, 'model_dump') else dict(usage or {})
         for k in ('prompt_tokens', 'completion_tokens'): self.usage[k] += u.get(k) or 0
         self.usage['prompt_tokens_details']['cached_tokens'] += (u.get('prompt_tokens_details') or {}).get('cached_tokens') or 0
         return u
 
 @patch
-def _record(self: LLM, req: LLMRequest, usage, attempts: int, latency: float, cache_hit: bool, mode: str, outcome: str):
-    "Add a ledger row (cost None when the model is unpriced; the outcome without credentials)."
+def _record(self: LLM, req: LLMRequest, mode: str, outcome: str, usage=None, attempts: int = 0, latency: float = 0.0):
+    "Add a ledger row; `mode` sync, batch or cache (a hit, no cost); cost None when the model is unpriced."
     usage = usage or {}
     self.ledger.append(dict(time=time.time(), model=req.model, stage=req.stage, transcript=req.transcript,
         prompt_tokens=usage.get('prompt_tokens', 0), cached_tokens=(usage.get('prompt_tokens_details') or {}).get('cached_tokens') or 0,
         completion_tokens=usage.get('completion_tokens', 0),
-        cost_usd=0.0 if cache_hit else call_cost(req.model, usage, self.s.prices, mode == 'batch'), latency_s=round(latency, 3),
-        cache_hit=cache_hit, attempts=attempts, mode=mode, outcome=redact(outcome, self._secrets)))
+        cost_usd=0.0 if mode == 'cache' else call_cost(req.model, usage, self.s.prices, mode == 'batch'), latency_s=round(latency, 3),
+        cache_hit=mode == 'cache', attempts=attempts, mode=mode, outcome=redact(outcome, self._secrets)))
 
 @patch
 def _close_request(self: LLM, req: LLMRequest, tally: Tally, outcome: str):
     "Record a request that was sent (all its sends and what they were billed) and count it in the status."
-    if not tally.sends:
-        if outcome != 'cancelled': self.status.count(req.stage, 'not_sent')
-        return
-    self._record(req, tally.usage, tally.sends, tally.latency, False, 'sync', outcome)
-    if outcome != 'cancelled': self.status.count(req.stage, 'answered' if outcome == 'ok' else 'failed', '' if outcome == 'ok' else outcome)
+    if tally.sends: self._record(req, 'sync', outcome, tally.usage, tally.sends, tally.latency)
+    if outcome == 'cancelled': return
+    if not tally.sends: self.status.count(req.stage, 'not_sent')
+    elif outcome == 'ok': self.status.count(req.stage, 'answered')
+    else: self.status.count(req.stage, 'failed', outcome)
 
 # %% ../nbs/07_llm.ipynb #456b4b1e
 @patch
@@ -543,7 +495,7 @@ async def _complete(self: LLM, req: LLMRequest):
     "Answer one request from the cache or the endpoint (None if it is not answered); cache a good answer."
     key = self._key(req)
     if (hit := self.cache.get(key)) is not None:
-        self._record(req, hit.get('usage'), 0, 0.0, True, 'cache', hit.get('outcome', 'ok'))
+        self._record(req, 'cache', hit.get('outcome', 'ok'), hit.get('usage'))
         return self._parsed(req, hit)
     if self.stopped: self.status.count(req.stage, 'not_sent'); return None
     content, outcome, tally = await self._tracked(req, lambda t: self._answer(req, t))
@@ -560,22 +512,19 @@ def _parsed(self: LLM, req: LLMRequest, value: dict):
 async def _guarded(self: LLM, req: LLMRequest):
     "One request under the concurrency cap, sent once however many identical requests wait for it."
     key = self._key(req)
-    if (fut := self._inflight.get(key)) is not None: return await asyncio.shield(fut)
-    fut = self._inflight[key] = asyncio.get_running_loop().create_future()
-    try:
-        async with self._sem: res = await self._complete(req)
-        fut.set_result(res); return res
-    except BaseException as e:
-        if isinstance(e, asyncio.CancelledError): fut.cancel()
-        else: fut.set_exception(e); fut.exception()
-        raise
-    finally: del self._inflight[key]
+    if key not in self._inflight:
+        async def once():
+            try:
+                async with self._sem: return await self._complete(req)
+            finally: del self._inflight[key]
+        self._inflight[key] = asyncio.ensure_future(once())
+    return await asyncio.shield(self._inflight[key])
 
 # %% ../nbs/07_llm.ipynb #66b59de8
 @dataclass
 class Pending:
     "A request in flight: `result()` waits for its answer (None if not answered); Ctrl-C cancels what is in flight."
-    future: Future
+    future: cf.Future
     loop: LoopThread
     def result(self): return self.loop.wait(self.future)
 
@@ -625,7 +574,7 @@ async def aembed(self: LLM, texts: list[str], model: str | None = None) -> np.nd
         chunk = todo[i:i + 256]
         for k, v in zip(chunk, await self._embed_chunk(model, [text_of[k] for k in chunk])):
             vecs[k] = v; self.cache.put(k, model, {'vector': v})
-    if len(todo) < len(set(keys)): self._record(LLMRequest(model, [], stage='embed'), {}, 0, 0.0, True, 'cache', 'ok')
+    if len(todo) < len(set(keys)): self._record(LLMRequest(model, [], stage='embed'), 'cache', 'ok')
     m = np.array([vecs[k] for k in keys], dtype=float)
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
@@ -636,18 +585,13 @@ def embed(self: LLM, texts: list[str], model: str | None = None) -> np.ndarray:
 
 # %% ../nbs/07_llm.ipynb #675799e6
 @patch
-async def _submit_api_batch(self: LLM, reqs: list[LLMRequest]):
-    "Upload one batch of requests as JSONL and create the batch; returns the batch object."
-    lines = [json.dumps(dict(custom_id=self._key(r), method='POST', url='/v1/chat/completions',
-                             body=chat_params(r, list(r.messages), r.max_tokens, self.response_format(r.model)))) for r in reqs]
-    f = await self.client.files.create(file=('requests.jsonl', '\n'.join(lines).encode()), purpose='batch')
-    return await self.client.batches.create(input_file_id=f.id, endpoint='/v1/chat/completions', completion_window='24h')
-
-@patch
-async def _await_api_batch(self: LLM, batch, n: int):
-    "Poll a batch of `n` requests until it has ended (completed, failed, expired or cancelled), with a progress bar."
+async def _api_batch(self: LLM, bodies: dict):
+    "Upload `bodies` ({custom_id: create() arguments}) as one batch and poll it, with a progress bar, until it has ended."
     from tqdm.auto import tqdm
-    with tqdm(total=n, desc=f'API batch {batch.id}', leave=False, disable=not self.s.log_progress or None) as bar:
+    lines = [json.dumps(dict(custom_id=k, method='POST', url='/v1/chat/completions', body=b)) for k, b in bodies.items()]
+    f = await self.client.files.create(file=('requests.jsonl', '\n'.join(lines).encode()), purpose='batch')
+    batch = await self.client.batches.create(input_file_id=f.id, endpoint='/v1/chat/completions', completion_window='24h')
+    with tqdm(total=len(bodies), desc=f'API batch {batch.id}', leave=False, disable=not self.s.log_progress or None) as bar:
         while batch.status not in ('completed', 'failed', 'expired', 'cancelled'):
             await self.sleep(self.poll_s)
             batch = await self.client.batches.retrieve(batch.id)
@@ -655,58 +599,44 @@ async def _await_api_batch(self: LLM, batch, n: int):
     return batch
 
 @patch
-async def _file_lines(self: LLM, file_id) -> list[dict]:
-    "The JSON lines of a batch's output or error file."
-    if not file_id: return []
-    body = await self.client.files.content(file_id)
-    return [json.loads(l) for l in body.text.splitlines() if l.strip()]
-
-# %% ../nbs/07_llm.ipynb #9a35dffe
-@patch
-def _api_batch_line(self: LLM, r: LLMRequest, body: dict, latency: float):
-    "Record one finished line, validate and cache its answer; returns the answer, or None if it was refused or invalid."
+def _api_batch_line(self: LLM, key: str, r: LLMRequest, body: dict, latency: float):
+    "Record one finished line and cache its answer; returns the answer, or None if it was refused or invalid (asked again)."
     msg, usage = body['choices'][0]['message'], body.get('usage') or {}
-    ok = msg.get('content') is not None and not msg.get('refusal')
-    if ok and r.schema is not None:
-        try: r.schema.model_validate_json(msg['content'])
-        except ValidationError: ok = False
-    self._record(r, usage, 1, latency, False, 'batch', 'ok' if ok else 'invalid')
-    if not ok: return None  # resubmitted, or asked sync at the end
-    self.status.count(r.stage, 'answered')
-    value = dict(content=msg['content'], usage=usage, outcome='ok')
-    self.cache.put(self._key(r), r.model, value)
-    return self._parsed(r, value)
+    value = dict(content=msg.get('content'), usage=usage, outcome='refused' if msg.get('refusal') else 'ok')
+    try: answer = self._parsed(r, value)
+    except ValidationError: answer = None
+    self._record(r, 'batch', 'invalid' if answer is None else 'ok', usage, 1, latency)
+    if answer is not None:
+        self.status.count(r.stage, 'answered')
+        self.cache.put(key, r.model, value)
+    return answer
 
 # %% ../nbs/07_llm.ipynb #534cf967
 @patch
 async def _api_batch_round(self: LLM, chunk: list[LLMRequest]) -> tuple[dict, set]:
-    "One batch: hold its worst case, submit it, wait, read its lines; returns {key: answer} of the good ones, its error codes."
-    worst = sum(worst_case_cost(chat_params(r, r.messages, r.max_tokens, self.response_format(r.model)), self.s.prices, True) or 0
-                for r in chunk)
-    held, cost, answers = await self._hold(worst), 0.0, {}
+    "One batch: hold its worst case, send it, read its lines; returns {key: answer} of the good ones, and its error codes."
+    by_key = {self._key(r): r for r in chunk}
+    bodies = {k: chat_params(r, r.messages, r.max_tokens, self.response_format(r.model)) for k, r in by_key.items()}
+    held, cost, answers = await self._hold(sum(worst_case_cost(b, self.s.prices, True) or 0 for b in bodies.values())), 0.0, {}
     try:
-        batch = await self._submit_api_batch(chunk)
         t0 = self.clock()
-        batch = await self._await_api_batch(batch, len(chunk))
-        by_key = {self._key(r): r for r in chunk}
-        for line in await self._file_lines(batch.output_file_id):
-            r, resp = by_key.get(line.get('custom_id')), line.get('response') or {}
-            if r is None or resp.get('status_code') != 200: continue
-            cost += call_cost(r.model, resp['body'].get('usage') or {}, self.s.prices, True) or 0
-            if (a := self._api_batch_line(r, resp['body'], self.clock() - t0)) is not None: answers[line['custom_id']] = a
-        return answers, {e.code for e in (batch.errors.data if batch.errors and batch.errors.data else [])}
+        batch = await self._api_batch(bodies)
+        text = (await self.client.files.content(batch.output_file_id)).text if batch.output_file_id else ''
+        for line in map(json.loads, filter(str.strip, text.splitlines())):
+            k, resp = line.get('custom_id'), line.get('response') or {}
+            if k not in by_key or resp.get('status_code') != 200: continue
+            cost += call_cost(by_key[k].model, resp['body'].get('usage') or {}, self.s.prices, True) or 0
+            if (a := self._api_batch_line(k, by_key[k], resp['body'], self.clock() - t0)) is not None: answers[k] = a
+        return answers, {e.code for e in (batch.errors and batch.errors.data) or []}
     finally: self.budget.settle(held, cost)
 
 # %% ../nbs/07_llm.ipynb #14b1399a
 @patch
 async def arun_api_batch(self: LLM, requests: list[LLMRequest]) -> list:
-    "Answer requests in API batch mode (cached ones from the cache); what batches leave unanswered is asked sync."
-    results, pending = {}, {}
-    for r in requests:
-        if (hit := self.cache.get(k := self._key(r))) is not None:
-            self._record(r, hit.get('usage'), 0, 0.0, True, 'cache', 'ok'); results[k] = self._parsed(r, hit)
-        else: pending[k] = r
-    queue, rounds = [list(pending.values())] if pending else [], 0
+    "Answer requests in API batch mode; cached ones, and what the batches leave unanswered, are answered as in sync mode."
+    by_key, results = {self._key(r): r for r in requests}, {}
+    todo = [r for k, r in by_key.items() if self.cache.get(k) is None]
+    queue, rounds = [todo] if todo else [], 0
     while queue and rounds <= self.s.max_retries and not self.stopped:
         chunk = queue.pop(0)
         try: answers, codes = await self._api_batch_round(chunk)
@@ -720,6 +650,6 @@ async def arun_api_batch(self: LLM, requests: list[LLMRequest]) -> list:
         if rest and 'token_limit_exceeded' in codes and len(rest) > 1: queue += [rest[:len(rest) // 2], rest[len(rest) // 2:]]
         elif rest: queue.append(rest)
         rounds += 1
-    left = [r for k, r in pending.items() if k not in results]
-    for r, v in zip(left, await asyncio.gather(*(self._guarded(r) for r in left))): results[self._key(r)] = v
-    return [results.get(self._key(r)) for r in requests]
+    left = {k: r for k, r in by_key.items() if k not in results}
+    results |= dict(zip(left, await asyncio.gather(*map(self._guarded, left.values()))))
+    return [results[self._key(r)] for r in requests]
