@@ -15,9 +15,9 @@ from .quotes import extract_quotes, sentence_spans, load_corpus, lead_sentences
 from .evidence import CorpusStats, Evidence, Postings, find_evidence, question_evidence, quote_cell, no_cell, cell_text
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'expert_display', 'tone', 'hedging', 'stance', 'not_discussed',
-           'extractive_answer', 'transcript_summary', 'background', 'grid_row', 'digest', 'summary_transcript',
-           'Analysis', 'Pools', 'answer_question', 'stance_rows', 'combine', 'analyse_calls', 'ask_calls']
+__all__ = ['POSITIVE', 'NEGATIVE', 'HEDGES', 'PUSHBACK', 'expert_display', 'tone', 'hedging', 'stance', 'extractive_answer',
+           'transcript_summary', 'background', 'grid_row', 'digest', 'summary_transcript', 'Analysis', 'Pools',
+           'answer_question', 'stance_rows', 'combine', 'analyse_calls', 'ask_calls']
 
 # %% ../nbs/09_analysis.ipynb #bcb4d979
 def expert_display(tr: Transcript, speaker: str) -> str:
@@ -63,21 +63,15 @@ def stance(texts: list[str]) -> str:
     return 'contradicts' if pushes * 2 >= len(texts) else 'mixed'
 
 # %% ../nbs/09_analysis.ipynb #348082c4
-def not_discussed(reason: str) -> str: return f'Not discussed: {reason}.'
-
 def extractive_answer(quotes: list[Quote], names: dict, n_calls: int) -> tuple[str, list[str]]:
     "An answer quoting the lead sentences of the top quote of up to three experts, and the ids it cites."
-    experts = {(x.file, x.speaker) for x in quotes}
-    parts, cited, seen = [], [], set()
-    for i, x in enumerate(quotes, 1):
-        if (x.file, x.speaker) in seen: continue
-        seen.add((x.file, x.speaker))
-        parts.append(f'{names.get((x.file, x.speaker), x.speaker)}: “{lead_sentences(x)}” [{i}]')
-        cited.append(x.id)
-        if len(parts) == 3: break
-    head = (f'{len(experts)} expert{"s" * (len(experts) != 1)} in {len({x.file for x in quotes})} of {n_calls} '
+    top = {}  # each expert's first (strongest) quote, with its number
+    for i, x in enumerate(quotes, 1): top.setdefault((x.file, x.speaker), (i, x))
+    shown = list(top.items())[:3]
+    head = (f'{len(top)} expert{"s" * (len(top) != 1)} in {len({x.file for x in quotes})} of {n_calls} '
             f'call{"s" * (n_calls != 1)} speak to this.')
-    return ' '.join([head] + parts), cited
+    parts = [f'{names.get(k, x.speaker)}: “{lead_sentences(x)}” [{i}]' for k, (i, x) in shown]
+    return ' '.join([head] + parts), [x.id for _, (_, x) in shown]
 
 # %% ../nbs/09_analysis.ipynb #99017b97
 def transcript_summary(tr: Transcript) -> dict:
@@ -101,9 +95,9 @@ def grid_row(quotes: list[Quote], company: Company, pm: Postings, stats: CorpusS
 
 def digest(tr: Transcript, company: Company, settings: Settings | None = None) -> dict:
     "Everything the company analysis needs from one call, as JSON-able data."
-    d = dict(transcript=transcript_summary(tr), names={}, stats=CorpusStats().to_dict(), candidates={}, grid={})
+    d = dict(transcript=transcript_summary(tr), names={s.name: expert_display(tr, s.name) for s in tr.speakers if s.role == 'expert'},
+             stats=CorpusStats().to_dict(), candidates={}, grid={})
     mine = extract_quotes(tr) if tr.ok else []
-    d['names'] = {s.name: expert_display(tr, s.name) for s in tr.speakers if s.role == 'expert'}
     if not mine: return d
     pm = Postings(mine); stats = pm.stats()
     d['stats'] = stats.to_dict()
@@ -198,7 +192,7 @@ def answer_question(q, acc: Pools, s: Settings, ranked=None) -> tuple[dict, list
     "A question's answer (verdict, reason, answer, who wrote it, quotes), its quotes and the model's stances."
     if ranked is not None: ev, answer, stances = ranked
     else: ev, answer, stances = question_evidence(q, acc.pool(q.id), s.max_quotes, acc.stats, [acc.company.name]), None, {}
-    text, cited = answer or (extractive_answer(ev.quotes, acc.names, len(acc.calls)) if ev.found else (not_discussed(ev.reason), []))
+    text, cited = answer or (extractive_answer(ev.quotes, acc.names, len(acc.calls)) if ev.found else (f'Not discussed: {ev.reason}.', []))
     row = dict(id=q.id, category=q.category, question=q.question, answer=text, answer_by='model' if answer else 'quotes',
                evidence='found' if ev.found else 'none', reason=ev.reason, citations=cited,
                quotes=[_quote_row(x, acc.names) for x in ev.quotes])

@@ -23,20 +23,14 @@ from .analysis import Analysis, combine, digest
 from .export import atomic_path, results_dict, results_metrics, write_results, write_workbook
 
 # %% auto #0
-__all__ = ['GUIDE_ONLY', 'DIGEST_SETTINGS', 'HANDFUL', 'company_batch_processing', 'generate_batch_report', 'settings_error',
-           'dask_module', 'run_settings', 'run_files', 'absolute_overrides', 'Job', 'read_job', 'digest_fingerprint',
-           'checkpoint_key', 'write_atomic', 'checkpoint_text', 'read_checkpoint', 'Work', 'failure', 'digest_chunk',
-           'cores', 'executor_plan', 'InProcess', 'Executor', 'ResourceMonitor', 'resize', 'Run', 'RedactingFormatter',
-           'run_logger', 'Window', 'BatchResults', 'batch_report', 'run_company', 'StreamlinedQuoteAnalysis',
-           'BatchManager', 'get_company_config', 'check_resources', 'adjust_batch_size', 'update_metrics']
+__all__ = ['DIGEST_SETTINGS', 'HANDFUL', 'company_batch_processing', 'generate_batch_report', 'dask_module', 'run_settings',
+           'run_files', 'absolute_overrides', 'digest_fingerprint', 'Job', 'read_job', 'write_atomic',
+           'checkpoint_text', 'read_checkpoint', 'failure', 'Work', 'Executor', 'cores', 'executor_plan',
+           'ResourceMonitor', 'resize', 'RedactingFormatter', 'run_logger', 'Run', 'Window', 'BatchResults',
+           'batch_report', 'run_company', 'StreamlinedQuoteAnalysis', 'BatchManager', 'get_company_config',
+           'check_resources', 'adjust_batch_size', 'update_metrics']
 
 # %% ../nbs/10_batch.ipynb #825bd0c4
-GUIDE_ONLY = {'export_format': ('excel',)}  # keys of the guide's config that are not settings, and the values they take
-
-def settings_error(e: ValidationError) -> str:
-    "A settings validation error as one line: each bad setting, the value given and what it should be."
-    return '; '.join(f"{'.'.join(map(str, x['loc'])) or 'settings'}={x.get('input')!r}: {x['msg']}" for x in e.errors())
-
 def dask_module():
     "The `distributed` module, or a one-line error saying how to install it."
     try: import distributed
@@ -46,16 +40,16 @@ def dask_module():
 def run_settings(settings: Settings | None = None, config: dict | None = None, **changes) -> Settings:
     "`settings` (or the defaults) with the guide's `config` and keyword `changes` (None: unchanged) applied, validated."
     changes = {**(config or {}), **{k: v for k, v in changes.items() if v is not None}}
-    for k, allowed in GUIDE_ONLY.items():
-        if k in changes and (v := changes.pop(k)) not in allowed: raise ValueError(f'{k}={v!r}: only {allowed[0]!r} is supported')
-    unknown = sorted(set(changes) - set(Settings.model_fields))
-    if unknown: raise ValueError(f'unknown setting {", ".join(unknown)} (settings: {", ".join(Settings.model_fields)})')
+    if (fmt := changes.pop('export_format', 'excel')) != 'excel': raise ValueError(f"export_format={fmt!r}: only 'excel' is supported")
+    if unknown := sorted(set(changes) - set(Settings.model_fields)):
+        raise ValueError(f'unknown setting {", ".join(unknown)} (settings: {", ".join(Settings.model_fields)})')
     try: s = Settings.model_validate((settings or Settings()).model_dump() | changes)
-    except ValidationError as e: raise ValueError(settings_error(e)) from None
+    except ValidationError as e:  # one line: each bad setting, the value given and what it should be
+        raise ValueError('; '.join(f"{'.'.join(map(str, x['loc'])) or 'settings'}={x.get('input')!r}: {x['msg']}"
+                                   for x in e.errors())) from None
     if s.executor == 'dask': dask_module()  # now, not after the files are read
     return s
 
-# %% ../nbs/10_batch.ipynb #cce30f87
 def run_files(transcripts) -> list[str]:
     "The transcript files of a run as absolute paths, in path order, each once."
     files = list(dict.fromkeys(str(p.resolve()) for p in find_transcripts(transcripts)))
@@ -70,44 +64,36 @@ def absolute_overrides(overrides: dict | None) -> dict:
 # %% ../nbs/10_batch.ipynb #69669221
 DIGEST_SETTINGS = ('confidence_threshold',)  # the settings a digest depends on (add one when `digest` starts using it)
 
-@dataclass
-class Job:
-    "One call as the driver read it: its place in the run, absolute path, bytes, content hash, or why it is unreadable."
-    index: int
-    file: str
-    data: bytes | None = None
-    content: str = ''
-    error: str | None = None
-    key: str | None = None
-
-def read_job(index: int, file: str, settings: Settings) -> Job:
-    "Read one file on the driver, once: its bytes and their hash, or the parser's reason for not reading it."
-    try:
-        st = os.stat(file)
-        if stat.S_ISREG(st.st_mode) and 0 < st.st_size <= settings.max_file_mb * 1e6:
-            with open(file, 'rb') as f: data = f.read()
-            return Job(index, file, data, hashlib.sha256(data).hexdigest())
-    except OSError: pass
-    return Job(index, file, error=read_transcript(file, settings=settings).error or 'cannot read file')
-
 def digest_fingerprint(company: Company, settings: Settings) -> str:
     "What a digest depends on besides its file: the package version, the company's config, the digest settings."
     conf = {k: v for k, v in dataclasses.asdict(company).items() if k not in ('path', 'transcripts', 'description', 'settings')}
     d = dict(v=__version__, company=conf, settings={k: getattr(settings, k) for k in DIGEST_SETTINGS})
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
-def checkpoint_key(job: Job, fingerprint: str) -> str:
-    "The key of a call's checkpoint: its resolved path and content under the run's fingerprint."
-    return hashlib.sha256('\0'.join((fingerprint, job.file, job.content)).encode()).hexdigest()[:32]
+@dataclass
+class Job:
+    "One call as the driver read it: its place in the run, absolute path, bytes and checkpoint key, or why it is unreadable."
+    index: int
+    file: str
+    data: bytes | None = None
+    key: str | None = None
+    error: str | None = None
+
+def read_job(index: int, file: str, settings: Settings, fingerprint: str = '') -> Job:
+    "Read one file on the driver, once: its bytes and checkpoint key (its path and content under `fingerprint`), or why not."
+    try:
+        st = os.stat(file)
+        if stat.S_ISREG(st.st_mode) and 0 < st.st_size <= settings.max_file_mb * 1e6:
+            data = pathlib.Path(file).read_bytes()
+            key = hashlib.sha256('\0'.join((fingerprint, file, hashlib.sha256(data).hexdigest())).encode()).hexdigest()[:32]
+            return Job(index, file, data, key)
+    except OSError: pass
+    return Job(index, file, error=read_transcript(file, settings=settings).error or 'cannot read file')
 
 # %% ../nbs/10_batch.ipynb #86761b63
-def write_atomic(path, text: str, durable: bool = True) -> pathlib.Path:
-    "Write a file that a reader (or a resumed run) sees whole or not at all; `durable` also waits for the disk."
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-            if durable: f.flush(); os.fsync(f.fileno())
-    return pathlib.Path(path)
+def write_atomic(path, text: str):
+    "Write a file that a reader (or a resumed run) sees whole or not at all."
+    with atomic_path(path) as tmp: tmp.write_text(text, encoding='utf-8')
 
 def checkpoint_text(file: str, overrides: dict, digest_json: str) -> str:
     "A checkpoint: the call's file, the role overrides its digest was made with, and the digest (JSON text)."
@@ -115,16 +101,20 @@ def checkpoint_text(file: str, overrides: dict, digest_json: str) -> str:
 
 def read_checkpoint(path) -> tuple[dict | None, str | None]:
     "A checkpoint's record and None; (None, why) when it is unusable; (None, None) when there is none."
-    try: rec = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
+    try:
+        rec = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
+        usable = {'file', 'id', 'error'} <= set(rec['digest']['transcript']) and isinstance(rec['overrides'], dict)
     except FileNotFoundError: return None, None
     except (OSError, ValueError) as e: return None, f'unreadable ({type(e).__name__})'
-    d = rec.get('digest') if isinstance(rec, dict) else None
-    t = d.get('transcript') if isinstance(d, dict) else None
-    if not isinstance(t, dict) or not {'file', 'id', 'error'} <= set(t) or not isinstance(rec.get('overrides'), dict):
-        return None, 'is not a checkpoint'
-    return rec, None
+    except (KeyError, TypeError): usable = False
+    return (rec, None) if usable else (None, 'is not a checkpoint')
 
 # %% ../nbs/10_batch.ipynb #e274eeff
+def failure(e: BaseException) -> str:
+    "An exception as a one-line reason."
+    lines = str(e).strip().splitlines()
+    return f'{type(e).__name__}: {lines[0][:200]}' if lines else type(e).__name__
+
 @dataclass
 class Work:
     "What a worker needs to digest calls: the company, the settings and the role overrides."
@@ -132,44 +122,15 @@ class Work:
     settings: Settings
     overrides: dict = field(default_factory=dict)
 
-    def __call__(self, file: str, data: bytes | None) -> str:
-        "The digest of one call (from its bytes; from its file when none were sent), as JSON text."
-        tr = load_transcript(file, self.settings, self.overrides, data=data)
-        return json.dumps(digest(tr, self.company, self.settings), ensure_ascii=False)
-
-def failure(e: BaseException) -> str:
-    "An exception as a one-line reason."
-    lines = str(e).strip().splitlines()
-    return f'{type(e).__name__}: {lines[0][:200]}' if lines else type(e).__name__
-
-def digest_chunk(work: Work, chunk: list[tuple[str, bytes | None]]) -> list[tuple[bool, str]]:
-    "Digest a few calls in one task: (True, digest JSON) or (False, why it failed) for each."
-    out = []
-    for file, data in chunk:
-        try: out.append((True, work(file, data)))
-        except Exception as e: out.append((False, failure(e)))
-    return out
-
-# %% ../nbs/10_batch.ipynb #8f9aca81
-HANDFUL = 8  # up to this many files a process pool costs more than it saves
-
-def cores() -> int:
-    "The CPU cores this process may use."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
-def executor_plan(settings: Settings, n_files: int) -> tuple[str, int]:
-    "The executor a run uses and its worker count: `auto` is a process per core past a handful of files."
-    kind = settings.executor
-    if kind == 'auto': kind = 'process' if n_files > HANDFUL and cores() > 1 else 'local'
-    return kind, 1 if kind == 'local' else settings.workers or cores()
-
-class InProcess(cf.Executor):
-    "A `concurrent.futures` executor that runs each task as it is submitted (the `local` executor)."
-    def submit(self, fn, /, *args, **kw):
-        f = cf.Future()
-        try: f.set_result(fn(*args, **kw))
-        except BaseException as e: f.set_exception(e)
-        return f
+    def __call__(self, chunk: list[tuple[str, bytes | None]]) -> list[tuple[bool, str]]:
+        "Digest a few calls (from their bytes; from their files when none were sent): (True, digest JSON) or (False, why)."
+        out = []
+        for file, data in chunk:
+            try:
+                tr = load_transcript(file, self.settings, self.overrides, data=data)
+                out.append((True, json.dumps(digest(tr, self.company, self.settings), ensure_ascii=False)))
+            except Exception as e: out.append((False, failure(e)))
+        return out
 
 # %% ../nbs/10_batch.ipynb #b1033ae4
 class Executor:
@@ -187,7 +148,7 @@ class Executor:
         self.client = self.cluster = None  # the monitor may sample once more: this machine's processes, then
     def restart(self):
         "A new pool (a process pool is broken for good once one of its workers dies)."
-        if self.kind == 'local': self.pool = InProcess(); return
+        if self.kind == 'local': self.pool = cf.ThreadPoolExecutor(1); return  # one thread beside the driver
         if self.pool: self.pool.shutdown(wait=False, cancel_futures=True)
         ctx = multiprocessing.get_context('forkserver'); ctx.set_forkserver_preload(['flexxray_nb.batch'])
         self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx)
@@ -202,10 +163,22 @@ class Executor:
         self.pool = self.client.get_executor(pure=False)
     def submit(self, chunk: list[tuple[str, bytes | None]]) -> cf.Future:
         "Start digesting a chunk of (file, bytes); a broken process pool is replaced first."
-        try: return self.pool.submit(digest_chunk, self.work, chunk)
-        except cf.BrokenExecutor: self.restart(); return self.pool.submit(digest_chunk, self.work, chunk)
+        try: return self.pool.submit(self.work, chunk)
+        except cf.BrokenExecutor: self.restart(); return self.pool.submit(self.work, chunk)
 
 # %% ../nbs/10_batch.ipynb #8e985dbd
+HANDFUL = 8  # up to this many files a process pool costs more than it saves
+
+def cores() -> int:
+    "The CPU cores this process may use."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+def executor_plan(settings: Settings, n_files: int) -> tuple[str, int]:
+    "The executor a run uses and its worker count: `auto` is a process per core past a handful of files."
+    kind = settings.executor
+    if kind == 'auto': kind = 'process' if n_files > HANDFUL and cores() > 1 else 'local'
+    return kind, 1 if kind == 'local' else settings.workers or cores()
+
 @patch
 def worker_stats(self: Executor) -> list[dict]:
     "Each worker's resident memory (bytes), CPU % and memory % (of its limit, or of its machine)."
@@ -222,11 +195,10 @@ def worker_stats(self: Executor) -> list[dict]:
 
 # %% ../nbs/10_batch.ipynb #9796809f
 class ResourceMonitor:
-    "Samples this process and its workers (`probe()`: a list of worker stats) every `interval` seconds."
+    "Samples this process and its workers (`probe()`: a list of worker stats) every `interval` seconds, `done`: files done."
     def __init__(self, interval: float = 0.5, probe=None, max_rows: int = 1000):
         store_attr(); self.rows, self.done, self._stop = [], 0, threading.Event()
         self.proc, self.t0 = psutil.Process(), time.perf_counter()
-    def count(self, n: int = 1): self.done += n
     def sample(self) -> dict:
         "One sample of the resources in use, added to the timeline."
         try: workers = self.probe() if self.probe else []
@@ -250,12 +222,23 @@ class ResourceMonitor:
     @property
     def peak_rss_mb(self) -> float: return max((r['rss_mb'] for r in self.rows), default=0.0)
 
-# %% ../nbs/10_batch.ipynb #73db013b
 def resize(size: int, memory_percent: float, lo: int = 5, hi: int = 50) -> tuple[int, str]:
     "The guide's adaptive batch size: halve above 80% memory, grow by 5 below 50%, within [lo, hi]; and why."
     if memory_percent > 80: return max(lo, size // 2), f'memory {memory_percent:.0f}% > 80%: halve'
     if memory_percent < 50: return min(hi, size + 5), f'memory {memory_percent:.0f}% < 50%: grow by 5'
     return size, 'memory between 50% and 80%: keep'
+
+# %% ../nbs/10_batch.ipynb #cd86a8bf
+class RedactingFormatter(logging.Formatter):
+    "Log lines without credentials (an endpoint's error may echo a key) and on one line (file names may hold newlines)."
+    def format(self, record): return printable(redact(super().format(record)))
+
+def run_logger(path) -> logging.Logger:
+    "A logger of this run alone, writing to its log file (the progress bar follows `log_progress`; the log is always written)."
+    log = logging.Logger('flexxray.run', logging.INFO)  # not registered: two runs at once never share one
+    h = logging.FileHandler(path, encoding='utf-8'); h.setFormatter(RedactingFormatter('%(asctime)s %(levelname)s %(message)s'))
+    log.addHandler(h)
+    return log
 
 # %% ../nbs/10_batch.ipynb #df6ad190
 class Run:
@@ -274,39 +257,23 @@ class Run:
             self.llm = LLM(settings)
         if self.llm is not None: self.llm.start_run()  # this run's status, budget and ledger rows: the client may have served others
 
-# %% ../nbs/10_batch.ipynb #6d1df686
-@patch
-def __enter__(self: Run):
-    self.out.mkdir(parents=True, exist_ok=True)
-    self.log, self.t0 = run_logger(self.out / 'run.log'), time.perf_counter()
-    self.log.info('run %s: %d files, batch size %d, executor %s (%d workers)', self.company.name, len(self.files),
-                  self.size, self.kind, self.workers)
-    if self.monitor: self.monitor.__enter__()
-    return self
+    def __enter__(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log, self.t0 = run_logger(self.out / 'run.log'), time.perf_counter()
+        self.log.info('run %s: %d files, batch size %d, executor %s (%d workers)', self.company.name, len(self.files),
+                      self.size, self.kind, self.workers)
+        if self.monitor: self.monitor.__enter__()
+        return self
 
-@patch
-def __exit__(self: Run, *exc):
-    if self.monitor and self.monitor._thread.is_alive(): self.monitor.__exit__()
-    for h in list(self.log.handlers): h.close(); self.log.removeHandler(h)
+    def __exit__(self, *exc):
+        if self.monitor and self.monitor._thread.is_alive(): self.monitor.__exit__()
+        for h in list(self.log.handlers): h.close(); self.log.removeHandler(h)
 
-@patch
-def executor(self: Run) -> Executor:
-    "The run's executor; the monitor watches its workers while it runs."
-    self.ex = Executor(self.kind, self.workers, Work(self.company, self.settings, self.overrides), self.settings.scheduler)
-    if self.monitor: self.monitor.probe = self.ex.worker_stats
-    return self.ex
-
-# %% ../nbs/10_batch.ipynb #cd86a8bf
-class RedactingFormatter(logging.Formatter):
-    "Log lines without credentials (an endpoint's error may echo a key) and on one line (file names may hold newlines)."
-    def format(self, record): return printable(redact(super().format(record)))
-
-def run_logger(path) -> logging.Logger:
-    "A logger of this run alone, writing to its log file (the progress bar follows `log_progress`; the log is always written)."
-    log = logging.Logger('flexxray.run', logging.INFO)  # not registered: two runs at once never share one
-    h = logging.FileHandler(path, encoding='utf-8'); h.setFormatter(RedactingFormatter('%(asctime)s %(levelname)s %(message)s'))
-    log.addHandler(h)
-    return log
+    def executor(self) -> Executor:
+        "The run's executor; the monitor watches its workers while it runs."
+        self.ex = Executor(self.kind, self.workers, Work(self.company, self.settings, self.overrides), self.settings.scheduler)
+        if self.monitor: self.monitor.probe = self.ex.worker_stats
+        return self.ex
 
 # %% ../nbs/10_batch.ipynb #0ef0b0fa
 @patch
@@ -315,37 +282,25 @@ def error_digest(self: Run, file: str, error: str, tid: str = '') -> dict:
     return digest(Transcript(file, tid, pathlib.Path(file).suffix.lstrip('.').lower(), error=error), self.company, self.settings)
 
 @patch
-def resume(self: Run, job: Job) -> tuple | None:
+def resume(self: Run, job: Job) -> tuple[dict, bool] | None:
     "A file done without a worker: from its checkpoint, or with why the driver cannot read it; None: to be digested."
-    if job.error: return job, self.error_digest(job.file, job.error), False
-    job.key = checkpoint_key(job, self.fingerprint)
+    if job.error: return self.error_digest(job.file, job.error), False
     rec, problem = read_checkpoint(self.ckdir / f'{job.key}.json')
     if problem:
         self.counts['discarded'] += 1
         self.log.warning('%s: its checkpoint %s: discarded, the call is read again', job.file, problem)
-    if rec is None or rec['overrides'] != transcript_overrides(self.overrides, job.file, rec['digest']['transcript']['id']):
-        return None
-    job.data = None
-    return job, rec['digest'], True
+    if rec and rec['overrides'] == transcript_overrides(self.overrides, job.file, rec['digest']['transcript']['id']):
+        return rec['digest'], True
+    return None
 
 @patch
-def finished(self: Run, job: Job, text: str) -> tuple:
+def finished(self: Run, job: Job, text: str) -> tuple[dict, bool]:
     "A worker's digest of a file, checkpointed by the driver."
     d = json.loads(text)
-    if job.key:
-        applied = transcript_overrides(self.overrides, job.file, d['transcript']['id'])
-        try: write_atomic(self.ckdir / f'{job.key}.json', checkpoint_text(job.file, applied, text), durable=False)
-        except OSError as e: self.log.warning('%s: checkpoint not written (%s): a rerun reads it again', job.file, e.strerror or e)
-    job.data = None
-    return job, d, False
-
-@patch
-def given_up(self: Run, job: Job, reasons: list[str]) -> tuple:
-    "A file that kept failing, recorded with the reason."
-    why = f'failed after {len(reasons)} attempts: {reasons[-1]}'
-    self.log.warning('%s: %s', job.file, why)
-    job.data = None
-    return job, self.error_digest(job.file, why), False
+    applied = transcript_overrides(self.overrides, job.file, d['transcript']['id'])
+    try: write_atomic(self.ckdir / f'{job.key}.json', checkpoint_text(job.file, applied, text))
+    except OSError as e: self.log.warning('%s: checkpoint not written (%s): a rerun reads it again', job.file, e.strerror or e)
+    return d, False
 
 # %% ../nbs/10_batch.ipynb #320ad267
 class Window:
@@ -357,7 +312,7 @@ class Window:
         self.chunk = 1 if ex.kind == 'local' else max(1, min(4, run.size // (2 * ex.workers)))
 
     def __iter__(self):
-        "(job, digest, resumed) for every file, in path order."
+        "(digest, resumed) for every file, in path order."
         while self.next < len(self.run.files):
             self.fill()
             self.collect(block=self.next not in self.ready)
@@ -371,16 +326,14 @@ class Window:
         jobs = list(self.redo); self.redo.clear()
         while self.taken - self.next < self.run.size and (nxt := next(self.todo, None)):
             self.taken += 1
-            job = read_job(*nxt, self.run.settings)
+            job = read_job(*nxt, self.run.settings, self.run.fingerprint)
             if (done := self.run.resume(job)) is not None: self.ready[job.index] = done
             else: jobs.append(job)
         for i in range(0, len(jobs), self.chunk): self.submit(jobs[i:i + self.chunk])
 
     def submit(self, jobs: list[Job]):
-        "Send a chunk to the executor (this process's executor has finished it already: its results are taken at once)."
-        fut = self.ex.submit([(j.file, j.data) for j in jobs])
-        if fut.done(): self.take(fut, jobs)
-        else: self.pending[fut] = jobs
+        "Send a chunk to the executor."
+        self.pending[self.ex.submit([(j.file, j.data) for j in jobs])] = jobs
 
 # %% ../nbs/10_batch.ipynb #d335eca7
 @patch
@@ -402,11 +355,13 @@ def take(self: Window, fut: cf.Future, jobs: list[Job]):
 
 @patch
 def failed(self: Window, job: Job, reason: str, alone: bool = False):
-    "Try a failed file again, unless it has used its retries or failed the same way twice."
+    "Try a failed file again, unless it has used its retries or failed the same way twice: then it is recorded with why."
     reasons = self.attempts.setdefault(job.index, [])
     reasons.append(reason)
     if len(reasons) > self.run.settings.max_retries or reasons[-2:] == [reason, reason]:
-        self.ready[job.index] = self.run.given_up(job, reasons)
+        why = f'failed after {len(reasons)} attempts: {reason}'
+        self.run.log.warning('%s: %s', job.file, why)
+        self.ready[job.index] = self.run.error_digest(job.file, why), False
     else:
         self.run.counts['retried'] += 1
         (self.solo if alone else self.redo).append(job)
@@ -416,22 +371,17 @@ def failed(self: Window, job: Job, reason: str, alone: bool = False):
 def digests(self: Run, ex: Executor):
     "The digests of the run's files in path order, for `combine`."
     bar = tqdm(total=len(self.files), desc='transcripts', unit='file', disable=not self.settings.log_progress or None)
-    for job, d, resumed in Window(self, ex):
+    for d, resumed in Window(self, ex):
         self.counts['resumed' if resumed else 'processed'] += 1
         self.done, self.since = self.done + 1, self.since + 1
-        if self.monitor: self.monitor.count()
+        if self.monitor: self.monitor.done = self.done
         bar.update(1)
-        yield self.unique(d)
+        t = d['transcript']
+        if t['error'] is None and (first := self.seen.setdefault(t['id'], t['file'])) != t['file']:
+            d = self.error_digest(t['file'], duplicate_error(first), t['id'])
+        yield d
         if self.since >= self.size or self.done == len(self.files): self.end_batch()
     bar.close()
-
-@patch
-def unique(self: Run, d: dict) -> dict:
-    "The digest, or, when its text repeats an earlier call's, an error naming that call."
-    t = d['transcript']
-    if t['error'] is None and t['id'] in self.seen: return self.error_digest(t['file'], duplicate_error(self.seen[t['id']]), t['id'])
-    if t['error'] is None: self.seen[t['id']] = t['file']
-    return d
 
 @patch
 def end_batch(self: Run):

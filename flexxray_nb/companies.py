@@ -12,8 +12,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['Question', 'Company', 'company_dirs', 'read_company', 'list_companies', 'load_company', 'slugify', 'safe_folder_name',
-           'company_folder', 'company_dir', 'toml_str', 'toml_value', 'toml_key', 'scaffold_text', 'scaffold_company',
-           'company_settings']
+           'toml_str', 'scaffold_text', 'scaffold_company', 'company_settings']
 
 # %% ../nbs/05_companies.ipynb #818048d1
 @dataclass
@@ -118,35 +117,11 @@ def safe_folder_name(name: str) -> bool:
     return (isinstance(name, str) and 0 < len(name) <= 100 and name.isprintable() and name == name.strip()
             and not name.startswith('.') and '/' not in name and '\\' not in name)
 
-def company_folder(name: str) -> str:
-    "The report folder of a company: its name when that is a safe folder name no other company's differs from only in case."
-    twins = any(n != name and n.casefold() == name.casefold() for n in list_companies())
-    return name if safe_folder_name(name) and not twins else f'{slugify(name)}-{hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]}'
-
-def company_dir(out_dir, company) -> pathlib.Path:
-    "`out_dir/<folder>` for a company (a `Company` or a name), checked to stay inside `out_dir`."
-    name = company.name if isinstance(company, Company) else company
-    out = pathlib.Path(out_dir).resolve()
-    dest = (out / company_folder(name)).resolve()
-    if dest.parent != out: raise ValueError(f'report folder for company {printable(repr(name))} would leave {printable(out)}')
-    return dest
-
 # %% ../nbs/05_companies.ipynb #32a1539d
 def toml_str(s: str) -> str:
     "`s` as a TOML basic string: quotes, backslashes and control characters escaped."
     esc = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r'}
     return '"' + ''.join(esc.get(c) or (f'\\u{ord(c):04x}' if ord(c) < 32 or ord(c) == 127 else c) for c in str(s)) + '"'
-
-def toml_value(v) -> str:
-    "A string, number, boolean or list of strings as TOML."
-    if isinstance(v, bool): return 'true' if v else 'false'
-    if isinstance(v, (int, float)): return repr(v)
-    if isinstance(v, (list, tuple)): return '[' + ', '.join(map(toml_value, v)) + ']'
-    return toml_str(v)
-
-def toml_key(k: str) -> str:
-    "A bare key when it can be one, else a quoted key."
-    return k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else toml_str(k)
 
 # %% ../nbs/05_companies.ipynb #233eb167
 def _neutral_questions(name: str) -> dict:
@@ -185,10 +160,10 @@ def scaffold_text(name: str, transcripts: str) -> str:
            f'transcripts = {toml_str(transcripts)}   # a folder of calls; a relative path is looked up next to this file, then here',
            '', '[settings]   # overrides of settings.ini for this company (the environment and the command line still win)']
     for cat, qs in _neutral_questions(name).items():
-        for qid, q in qs.items(): out += ['', f'[questions.{toml_key(cat)}.{toml_key(qid)}]', f'question = {toml_str(q)}']
+        for qid, q in qs.items(): out += ['', f'[questions.{cat}.{qid}]', f'question = {toml_str(q)}']
     out += ['', '# The per-call grid: every call against the diligence questions, one short cited answer per cell.']
     for row in _neutral_grid(name):
-        out += ['', '[[grid]]'] + [f'{toml_key(k)} = {toml_value(v)}' for k, v in row.items()]
+        out += ['', '[[grid]]'] + [f'{k} = {toml_str(v)}' for k, v in row.items()]
     return '\n'.join(out) + '\n'
 
 def scaffold_company(name: str, dest='companies', transcripts: str | None = None) -> pathlib.Path:
