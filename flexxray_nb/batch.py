@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .core import *
 from .parse import find_transcripts, read_transcript
-from .companies import Company, load_company, company_settings
+from .companies import Company, load_company, company_settings, report_dir
 from .quotes import duplicate_error, load_transcript, transcript_overrides
 from .analysis import Analysis, combine, digest
 from .export import atomic_path, results_dict, results_metrics, write_results, write_workbook
@@ -480,7 +480,7 @@ def run_company(company: str = 'FlexXray', transcripts=None, out='reports', sett
     c = load_company(company)
     s = run_settings(settings or company_settings(company), config, **changes)
     files = run_files(transcripts or c.transcript_dir())
-    with Run(c, files, s, pathlib.Path(out) / c.name, absolute_overrides(overrides), llm, on_batch) as run:
+    with Run(c, files, s, report_dir(out, c), absolute_overrides(overrides), llm, on_batch) as run:
         with run.executor() as ex: analysis = combine(c, run.digests(ex), s, run.llm)
         return run.finish(analysis)
 

@@ -11,7 +11,7 @@ from .quotes import extract_quotes
 from .analysis import ask_calls
 from .quotes import iter_transcripts
 from .parse import find_transcripts, SUFFIXES
-from .companies import list_companies, load_company, scaffold_company, company_settings, safe_folder_name
+from .companies import list_companies, load_company, scaffold_company, company_settings, report_dir
 
 # %% auto #0
 __all__ = ['COMMANDS', 'transcript_json', 'json_line', 'write_json_line', 'report_problems', 'read_each', 'cmd_parse', 'ask_json',
@@ -104,9 +104,7 @@ def check_run(args, companies, overrides: dict):
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir(): raise ValueError(f'--out {printable(out)} is a file, not a folder')
     for c in companies:
-        if not safe_folder_name(c.name):
-            raise ValueError(f'company name {printable(repr(c.name))} (in {printable(c.path)}) cannot name a folder under --out: '
-                             'rename it in its config')
+        report_dir(out, c)  # a name that cannot be one folder under --out
         company_settings(c.name, **overrides)  # a bad [settings] value is reported here, naming the config
         folder = pathlib.Path(args.transcripts) if args.transcripts else c.transcript_dir()
         if not folder.is_dir(): raise ValueError(f'transcripts folder {printable(folder)} for {printable(c.name)} is not a folder')

@@ -12,7 +12,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['Question', 'Company', 'company_dirs', 'read_company', 'list_companies', 'load_company', 'slugify', 'safe_folder_name',
-           'toml_str', 'scaffold_text', 'scaffold_company', 'company_settings']
+           'report_dir', 'toml_str', 'scaffold_text', 'scaffold_company', 'company_settings']
 
 # %% ../nbs/05_companies.ipynb #818048d1
 @dataclass
@@ -116,6 +116,13 @@ def safe_folder_name(name: str) -> bool:
     "Whether `name` can be a folder name as it is: one path component, printable, not hidden, not `.`/`..`, not too long."
     return (isinstance(name, str) and 0 < len(name) <= 100 and name.isprintable() and name == name.strip()
             and not name.startswith('.') and '/' not in name and '\\' not in name)
+
+def report_dir(out, company: Company) -> pathlib.Path:
+    "`out/<company name>`, or a one-line error when the name cannot be one folder there (so a run never writes elsewhere)."
+    if not safe_folder_name(company.name):
+        raise ValueError(f'company name {printable(repr(company.name))} (in {printable(company.path)}) cannot name a folder '
+                         f'under {printable(out)}: rename it in its config')
+    return pathlib.Path(out) / company.name
 
 # %% ../nbs/05_companies.ipynb #32a1539d
 def toml_str(s: str) -> str:

@@ -151,3 +151,13 @@ def test_companies_differing_in_case_do_not_collide(tmp_path):
              env={'CACHE_DIR': str(tmp_path / 'cache')})
     got = {p.name: json.loads((p / 'results.json').read_text())['company'] for p in (tmp_path / 'out').iterdir()}
     assert got == {'Acme': 'Acme', 'acme': 'acme'}
+
+def test_run_company_from_python_refuses_a_name_that_would_leave_out(tmp_path, monkeypatch):
+    "The library refuses what the CLI refuses: a config whose name is a path never writes outside `out`."
+    from flexxray_nb.batch import run_company
+    comp, out, calls = tmp_path / 'companies', tmp_path / 'out', tmp_path / 'calls'
+    comp.mkdir(); calls.mkdir(); (calls / 'a.txt').write_text(GOOD)
+    (comp / 'x.toml').write_text('name = "../escaped"\n')
+    monkeypatch.setenv('FLEXXRAY_COMPANIES', str(comp)); monkeypatch.setenv('CACHE_DIR', str(tmp_path / 'cache'))
+    with pytest.raises(ValueError, match='cannot name a folder under'): run_company('../escaped', calls, out)
+    assert not (tmp_path / 'escaped').exists() and not out.exists()
