@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup setup-dev sync-check notebooks pytest bench clean
+.PHONY: demo test setup setup-dev sync-check outputs-check notebooks pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ sync-check: setup-dev
 	  if [ "$$before" != "$$after" ]; then echo "notebooks and library are not in sync: run nbdev-export and commit"; git status --short -- flexxray_nb; exit 1; fi; \
 	  echo "notebooks clean and in sync with the package"; \
 	else echo "not a git checkout: sync check skipped"; fi
+
+# The outputs stored in the notebooks, checked against a fresh run of each (not part of `make test`: about 3 minutes).
+outputs-check: setup-dev
+	$(BIN)/python tools/check_outputs.py
 
 bench: setup-dev
 	$(BIN)/python benchmarks/eval_roles.py
