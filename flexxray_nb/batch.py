@@ -195,9 +195,9 @@ def worker_stats(self: Executor) -> list[dict]:
 
 # %% ../nbs/10_batch.ipynb #9796809f
 class ResourceMonitor:
-    "Samples this process and its workers (`probe()`: a list of worker stats) every `interval` seconds, `done`: files done."
-    def __init__(self, interval: float = 0.5, probe=None, max_rows: int = 1000):
-        store_attr(); self.rows, self.done, self._stop = [], 0, threading.Event()
+    "Samples this process and its workers (`probe()`: a list of worker stats) every `interval` seconds, with `progress()` done."
+    def __init__(self, interval: float = 0.5, probe=None, max_rows: int = 1000, progress=None):
+        store_attr(); self.rows, self._stop = [], threading.Event()
         self.proc, self.t0 = psutil.Process(), time.perf_counter()
     def sample(self) -> dict:
         "One sample of the resources in use, added to the timeline."
@@ -207,7 +207,8 @@ class ResourceMonitor:
         mem = max([psutil.virtual_memory().percent] + [w['memory_percent'] for w in workers if w['memory_percent']])
         row = dict(t_s=round(time.perf_counter() - self.t0, 2), rss_mb=round((self.proc.memory_info().rss + wrss) / 2**20, 1),
                    worker_rss_mb=round(wrss / 2**20, 1), mem_percent=mem, cpu_percent=psutil.cpu_percent(None),
-                   worker_cpu_percent=round(sum(w['cpu'] for w in workers), 1), workers=len(workers), done=self.done)
+                   worker_cpu_percent=round(sum(w['cpu'] for w in workers), 1), workers=len(workers),
+                   done=self.progress() if self.progress else 0)
         self.rows.append(row)
         if len(self.rows) > self.max_rows: self.rows, self.interval = self.rows[::2], self.interval * 2
         return row
@@ -249,13 +250,16 @@ class Run:
         self.kind, self.workers = executor_plan(settings, len(files))
         self.fingerprint, self.ckdir = digest_fingerprint(company, settings), pathlib.Path(settings.cache_dir).resolve() / 'checkpoints'
         self.counts = dict(processed=0, resumed=0, retried=0, discarded=0)
-        self.size, self.done, self.since, self.batch_no, self.seen = settings.batch_size, 0, 0, 0, {}
+        self.size, self.since, self.batch_no, self.seen = settings.batch_size, 0, 0, {}
         self.sizes = [dict(batch=0, batch_size=self.size, reason='initial')]
-        self.monitor = ResourceMonitor() if settings.enable_monitoring else None
+        self.monitor = ResourceMonitor(progress=lambda: self.done) if settings.enable_monitoring else None
         if self.llm is None and settings.backend == 'openai':
             from flexxray_nb.llm import LLM
             self.llm = LLM(settings)
         if self.llm is not None: self.llm.start_run()  # this run's status, budget and ledger rows: the client may have served others
+
+    @property
+    def done(self) -> int: return self.counts['processed'] + self.counts['resumed']
 
     def __enter__(self):
         self.out.mkdir(parents=True, exist_ok=True)
@@ -373,8 +377,7 @@ def digests(self: Run, ex: Executor):
     bar = tqdm(total=len(self.files), desc='transcripts', unit='file', disable=not self.settings.log_progress or None)
     for d, resumed in Window(self, ex):
         self.counts['resumed' if resumed else 'processed'] += 1
-        self.done, self.since = self.done + 1, self.since + 1
-        if self.monitor: self.monitor.done = self.done
+        self.since += 1
         bar.update(1)
         t = d['transcript']
         if t['error'] is None and (first := self.seen.setdefault(t['id'], t['file'])) != t['file']:
