@@ -20,15 +20,15 @@ from .parse import find_transcripts, read_transcript
 from .companies import Company, load_company, company_settings, report_dir
 from .quotes import duplicate_error, load_transcript, transcript_overrides
 from .analysis import Analysis, combine, digest
-from .export import atomic_path, results_dict, results_metrics, write_results, write_workbook
+from .export import write_atomic, results_dict, results_metrics, write_results, write_workbook
 
 # %% auto #0
 __all__ = ['DIGEST_SETTINGS', 'HANDFUL', 'company_batch_processing', 'generate_batch_report', 'dask_module', 'run_settings',
-           'run_files', 'absolute_overrides', 'digest_fingerprint', 'Job', 'read_job', 'write_atomic',
-           'checkpoint_text', 'read_checkpoint', 'failure', 'Work', 'Executor', 'cores', 'executor_plan',
-           'ResourceMonitor', 'resize', 'RedactingFormatter', 'run_logger', 'Run', 'Window', 'BatchResults',
-           'batch_report', 'run_company', 'StreamlinedQuoteAnalysis', 'BatchManager', 'get_company_config',
-           'check_resources', 'adjust_batch_size', 'update_metrics']
+           'run_files', 'absolute_overrides', 'digest_fingerprint', 'Job', 'read_job', 'checkpoint_text',
+           'read_checkpoint', 'failure', 'Work', 'Executor', 'cores', 'executor_plan', 'ResourceMonitor', 'resize',
+           'RedactingFormatter', 'run_logger', 'Run', 'Window', 'BatchResults', 'batch_report', 'run_company',
+           'StreamlinedQuoteAnalysis', 'BatchManager', 'get_company_config', 'check_resources', 'adjust_batch_size',
+           'update_metrics']
 
 # %% ../nbs/10_batch.ipynb #825bd0c4
 def dask_module():
@@ -91,10 +91,6 @@ def read_job(index: int, file: str, settings: Settings, fingerprint: str = '') -
     return Job(index, file, error=read_transcript(file, settings=settings).error or 'cannot read file')
 
 # %% ../nbs/10_batch.ipynb #86761b63
-def write_atomic(path, text: str):
-    "Write a file that a reader (or a resumed run) sees whole or not at all."
-    with atomic_path(path) as tmp: tmp.write_text(text, encoding='utf-8')
-
 def checkpoint_text(file: str, overrides: dict, digest_json: str) -> str:
     "A checkpoint: the call's file, the role overrides its digest was made with, and the digest (JSON text)."
     return f'{{"file": {json.dumps(file)}, "overrides": {json.dumps(overrides, sort_keys=True)}, "digest": {digest_json}}}'

@@ -18,7 +18,7 @@ from .rank import diversify, plain_words, stem
 from .companies import Company, Question
 from .evidence import CorpusStats, Evidence, Postings, find_evidence, topic_terms
 from .analysis import PUSHBACK, Pools, expert_display, stance_rows
-from .export import atomic_path, cell_value
+from .export import atomic_path, cell_value, write_atomic
 from .report import STYLE, esc
 
 # %% auto #0
@@ -302,7 +302,7 @@ def save_picks(picks: list[dict], out_dir) -> pathlib.Path:
     out = pathlib.Path(out_dir)
     if not (out / 'results.json').is_file(): raise FileNotFoundError(f'no results.json in {out}: run the analysis first')
     res = json.loads((out / 'results.json').read_text(encoding='utf-8')) | {'analyst_picks': picks}
-    with atomic_path(out / 'results.json') as tmp: tmp.write_text(json.dumps(res, ensure_ascii=False, indent=1), encoding='utf-8')
+    write_atomic(out / 'results.json', json.dumps(res, ensure_ascii=False, indent=1))
     if not (out / 'analysis.xlsx').is_file(): return out
     wb = load_workbook(out / 'analysis.xlsx')  # the run wrote it streaming; a sheet is added by reading it back
     if PICKS_SHEET in wb.sheetnames: del wb[PICKS_SHEET]

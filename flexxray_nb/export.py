@@ -14,7 +14,7 @@ from .analysis import Analysis
 
 # %% auto #0
 __all__ = ['METRIC_KEYS', 'ILLEGAL', 'FORMATS', 'results_metrics', 'records', 'results_parts', 'results_dict', 'atomic_path',
-           'write_results', 'cell_value', 'write_cell', 'write_sheet', 'write_workbook']
+           'write_atomic', 'write_results', 'cell_value', 'write_cell', 'write_sheet', 'write_workbook']
 
 # %% ../nbs/11_export.ipynb #e0c675c6
 METRIC_KEYS = ('transcripts', 'succeeded', 'failed', 'api_calls', 'api_attempts', 'cache_hits', 'prompt_tokens',
@@ -54,6 +54,10 @@ def atomic_path(path):
         yield tmp
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
+
+def write_atomic(path, text: str):
+    "Write a text file that a reader (or a resumed run) sees whole or not at all."
+    with atomic_path(path) as tmp: tmp.write_text(text, encoding='utf-8')
 
 def _json(v, **kw) -> str: return json.dumps(v, ensure_ascii=False, default=str, **kw)
 
